@@ -1,0 +1,1 @@
+"""Pulumi program for the serverless transaction pipeline: `TapStack` and its components."""

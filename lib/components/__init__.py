@@ -1,0 +1,1 @@
+"""One ComponentResource per concern; `lib.tap_stack.TapStack` composes them."""

@@ -1,0 +1,130 @@
+"""DynamoDB tables (P2, P5, C4, F13, F21) and the seeded test merchant.
+
+All tables are on-demand with point-in-time recovery and encrypted with the stack's key. Key
+names and the merchant index follow docs/function-contract.md, which the function code reads too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from lib.components.base import AwsContext, TaggedComponent
+
+MERCHANT_INDEX_NAME = "merchant-index"
+TEST_MERCHANT_ID = "test-merchant-001"
+
+# The merchant the integration tests (F21) and the sample transaction use, in DynamoDB JSON.
+TEST_MERCHANT_ITEM = {
+    "merchant_id": {"S": TEST_MERCHANT_ID},
+    "name": {"S": "Integration test merchant"},
+    "active": {"BOOL": True},
+    "allowed_currencies": {"L": [{"S": "USD"}, {"S": "EUR"}]},
+    "min_amount": {"N": "0.50"},
+    "max_amount": {"N": "5000"},
+    "country": {"S": "US"},
+}
+
+
+@dataclass
+class DataArgs:
+    context: AwsContext
+    kms_key_arn: pulumi.Input[str]
+    seed_test_merchant: bool = True
+
+
+class Data(TaggedComponent):
+    """The merchant config, transactions, fraud-state and idempotency tables."""
+
+    component_name = "data"
+
+    def __init__(self, name: str, args: DataArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("Data", name, args.context, opts)
+        self._kms_key_arn = args.kms_key_arn
+
+        self.merchant_config_table = self._table(
+            "merchant-config-table",
+            "merchant-config",
+            hash_key="merchant_id",
+            attributes={"merchant_id": "S"},
+        )
+        self.transactions_table = self._table(
+            "transactions-table",
+            "transactions",
+            hash_key="transaction_id",
+            range_key="timestamp",
+            attributes={"transaction_id": "S", "timestamp": "S", "merchant_shard": "S"},
+            # F13: history per merchant. The hash key is write-sharded ("{merchant}#{n}") so one
+            # merchant at 1,000 TPS spreads over several index partitions instead of one.
+            global_secondary_indexes=[
+                {
+                    "name": MERCHANT_INDEX_NAME,
+                    "hash_key": "merchant_shard",
+                    "range_key": "timestamp",
+                    "projection_type": "ALL",
+                }
+            ],
+        )
+        self.fraud_state_table = self._table(
+            "fraud-state-table",
+            "fraud-state",
+            hash_key="pk",
+            range_key="sk",
+            attributes={"pk": "S", "sk": "S"},
+            ttl_attribute="expires_at",
+        )
+        self.idempotency_table = self._table(
+            "idempotency-table",
+            "idempotency",
+            hash_key="id",
+            attributes={"id": "S"},
+            ttl_attribute="expiration",
+        )
+
+        if args.seed_test_merchant:
+            aws.dynamodb.TableItem(
+                "test-merchant",
+                table_name=self.merchant_config_table.name,
+                hash_key="merchant_id",
+                item=json.dumps(TEST_MERCHANT_ITEM),
+                opts=self.child_opts,
+            )
+
+        self.register_outputs(
+            {
+                "merchant_config_table_name": self.merchant_config_table.name,
+                "transactions_table_name": self.transactions_table.name,
+                "fraud_state_table_name": self.fraud_state_table.name,
+                "idempotency_table_name": self.idempotency_table.name,
+            }
+        )
+
+    def _table(
+        self,
+        resource_name: str,
+        purpose: str,
+        *,
+        hash_key: str,
+        attributes: dict[str, str],
+        range_key: str | None = None,
+        ttl_attribute: str | None = None,
+        global_secondary_indexes: list[dict] | None = None,
+    ) -> aws.dynamodb.Table:
+        return aws.dynamodb.Table(
+            resource_name,
+            name=self.context.name(purpose),
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=hash_key,
+            range_key=range_key,
+            attributes=[{"name": name, "type": kind} for name, kind in attributes.items()],
+            global_secondary_indexes=global_secondary_indexes,
+            point_in_time_recovery={"enabled": True},
+            server_side_encryption={"enabled": True, "kms_key_arn": self._kms_key_arn},
+            ttl={"attribute_name": ttl_attribute, "enabled": True} if ttl_attribute else None,
+            deletion_protection_enabled=False,
+            tags=self.tags(f"{purpose}-store"),
+            opts=self.child_opts,
+        )

@@ -1,0 +1,103 @@
+"""AWS WAF v2 in front of the API stage (C9, F1).
+
+AWS managed rule groups for common exploits, known bad inputs and IP reputation, plus a per-IP rate
+rule; every rule blocks (no count mode) and emits CloudWatch metrics. WAF logs go to a log group
+whose name starts with `aws-waf-logs-`, as WAF requires, with the API key header redacted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from lib.components.base import AwsContext, TaggedComponent
+
+MANAGED_RULE_GROUPS = (
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesAmazonIpReputationList",
+)
+LOG_RETENTION_DAYS = 30
+
+
+@dataclass
+class FirewallArgs:
+    context: AwsContext
+    kms_key_arn: pulumi.Input[str]
+    stage_arn: pulumi.Input[str]
+
+
+def _visibility(metric_name: str) -> dict:
+    return {"cloudwatch_metrics_enabled": True, "metric_name": metric_name, "sampled_requests_enabled": True}
+
+
+def waf_rules(rate_limit_per_5min: int, metric_prefix: str) -> list[dict]:
+    """Managed groups first (cheap rejections), then the rate rule."""
+    rules = [
+        {
+            "name": group,
+            "priority": priority,
+            "override_action": {"none": {}},  # enforce the group's own BLOCK actions
+            "statement": {"managed_rule_group_statement": {"vendor_name": "AWS", "name": group}},
+            "visibility_config": _visibility(f"{metric_prefix}-{group}"),
+        }
+        for priority, group in enumerate(MANAGED_RULE_GROUPS)
+    ]
+    rules.append(
+        {
+            "name": "PerIpRateLimit",
+            "priority": len(MANAGED_RULE_GROUPS),
+            "action": {"block": {}},
+            # Providers send from few addresses, so the limit is per IP and sized well above 1,000 TPS.
+            "statement": {"rate_based_statement": {"limit": rate_limit_per_5min, "aggregate_key_type": "IP"}},
+            "visibility_config": _visibility(f"{metric_prefix}-PerIpRateLimit"),
+        }
+    )
+    return rules
+
+
+class Firewall(TaggedComponent):
+    """A REGIONAL web ACL associated with the API stage, with logging."""
+
+    component_name = "firewall"
+
+    def __init__(self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("Firewall", name, args.context, opts)
+        ctx = args.context
+        child = self.child_opts
+        acl_name = ctx.name("api-waf")
+        self.web_acl = aws.wafv2.WebAcl(
+            "web-acl",
+            name=acl_name,
+            description="Protects the transaction API",
+            scope="REGIONAL",
+            default_action={"allow": {}},
+            rules=waf_rules(ctx.settings.waf_rate_limit_per_5min, acl_name),
+            visibility_config=_visibility(acl_name),
+            tags=self.tags("api-firewall"),
+            opts=child,
+        )
+        aws.wafv2.WebAclAssociation(
+            "stage-association",
+            resource_arn=args.stage_arn,
+            web_acl_arn=self.web_acl.arn,
+            opts=child,
+        )
+        log_group = aws.cloudwatch.LogGroup(
+            "waf-log-group",
+            name=f"aws-waf-logs-{ctx.name('api')}",
+            retention_in_days=LOG_RETENTION_DAYS,
+            kms_key_id=args.kms_key_arn,
+            tags=self.tags("firewall-logs"),
+            opts=child,
+        )
+        aws.wafv2.WebAclLoggingConfiguration(
+            "web-acl-logging",
+            resource_arn=self.web_acl.arn,
+            log_destination_configs=[log_group.arn],
+            redacted_fields=[{"single_header": {"name": "x-api-key"}}],
+            opts=child,
+        )
+        self.register_outputs({"web_acl_arn": self.web_acl.arn})

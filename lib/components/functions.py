@@ -1,0 +1,343 @@
+"""The three Lambda functions, their roles, log groups and SQS triggers (P2, P4, P6, P7, C5, C7, F14, F20).
+
+Each function gets its own role whose policy names exactly the tables, queues, topics and key it
+uses (C2). Log groups are created here, not by Lambda, so they have 30-day retention and the stack's
+key (P7, C3). Environment variables follow docs/function-contract.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from lib import iam
+from lib.components.base import AwsContext, TaggedComponent
+from lib.components.data import MERCHANT_INDEX_NAME, Data
+from lib.components.messaging import Messaging
+from lib.packaging import function_code_archive
+
+RUNTIME = "python3.12"
+ARCHITECTURE = "arm64"
+MEMORY_MB = 512  # C7
+TIMEOUT_SECONDS = 60  # C7
+LOG_RETENTION_DAYS = 30  # P7
+POWERTOOLS_VERSION = "3.37.0"  # same pin as requirements/functions.txt
+METRICS_NAMESPACE = "TapTransactionPipeline"
+MERCHANT_INDEX_SHARDS = 16
+FRAUD_STATE_SHARDS = 16
+SQS_BATCH_SIZE = 10
+SQS_BATCHING_WINDOW_SECONDS = 1
+
+
+def powertools_layer_parameter(region_independent_arch: str = ARCHITECTURE, runtime: str = RUNTIME) -> str:
+    """The public SSM parameter AWS publishes for the Powertools layer of one exact version."""
+    return f"/aws/service/powertools/python/{region_independent_arch}/{runtime}/{POWERTOOLS_VERSION}"
+
+
+@dataclass
+class FunctionsArgs:
+    context: AwsContext
+    kms_key_arn: pulumi.Input[str]
+    card_fingerprint_secret_arn: pulumi.Input[str]
+    data: Data
+    messaging: Messaging
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_ids: Sequence[pulumi.Input[str]]
+
+
+@dataclass
+class FunctionSpec:
+    """What distinguishes one function: its handler, variables, grants and concurrency."""
+
+    key: str
+    handler: str
+    description: str
+    environment: dict[str, pulumi.Input[str]]
+    statements: list[iam.Statement]
+    kms_services: list[str]
+    reserved_concurrency: int | None = None
+
+
+class Functions(TaggedComponent):
+    """validator (API), fraud detector (transaction queue), failed handler (transaction DLQ)."""
+
+    component_name = "functions"
+
+    def __init__(self, name: str, args: FunctionsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("Functions", name, args.context, opts)
+        self._args = args
+        ctx = args.context
+        self.code = function_code_archive()
+        layer_arn = (
+            ctx.settings.powertools_layer_arn
+            or aws.ssm.get_parameter_output(
+                name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
+            ).value
+        )
+        self.layers = [layer_arn]
+
+        self.function_names: dict[str, str] = {
+            key: ctx.name(key) for key in ("validator", "fraud-detector", "failed-handler")
+        }
+        self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
+        self.functions: dict[str, aws.lambda_.Function] = {}
+        self.roles: dict[str, aws.iam.Role] = {}
+        for spec in self._specs():
+            self._function(spec)
+
+        self.validator = self.functions["validator"]
+        self.fraud_detector = self.functions["fraud-detector"]
+        self.failed_handler = self.functions["failed-handler"]
+        self._sqs_trigger(
+            "fraud-detector",
+            args.messaging.transaction_queue,
+            ctx.settings.fraud_detector_max_concurrency,
+        )
+        self._sqs_trigger(
+            "failed-handler",
+            args.messaging.transaction_dlq,
+            ctx.settings.failed_handler_max_concurrency,
+        )
+        self.register_outputs({key: fn.name for key, fn in self.functions.items()})
+
+    def _specs(self) -> list[FunctionSpec]:
+        args = self._args
+        data, messaging = args.data, args.messaging
+        index_arn = pulumi.Output.concat(data.transactions_table.arn, "/index/", MERCHANT_INDEX_NAME)
+        idempotency = iam.allow(
+            "IdempotencyRecords",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [data.idempotency_table.arn],
+        )
+        read_merchants = iam.allow(
+            "ReadMerchantConfig", ["dynamodb:GetItem"], [data.merchant_config_table.arn]
+        )
+        merchant_history = iam.allow("QueryMerchantHistory", ["dynamodb:Query"], [index_arn])
+        common_env = {
+            "ENVIRONMENT_SUFFIX": args.context.settings.environment_suffix,
+            "TRANSACTIONS_TABLE_NAME": data.transactions_table.name,
+            "IDEMPOTENCY_TABLE_NAME": data.idempotency_table.name,
+        }
+        merchant_env = {
+            "MERCHANT_CONFIG_TABLE_NAME": data.merchant_config_table.name,
+            "MERCHANT_CACHE_TTL_SECONDS": "60",
+            "MERCHANT_INDEX_NAME": MERCHANT_INDEX_NAME,
+            "MERCHANT_INDEX_SHARDS": str(MERCHANT_INDEX_SHARDS),
+        }
+        return [
+            FunctionSpec(
+                key="validator",
+                handler="tap_pipeline.handlers.validator.handler",
+                description="Validates API transactions against merchant config and enqueues them",
+                environment={
+                    **common_env,
+                    **merchant_env,
+                    "TRANSACTION_QUEUE_URL": messaging.transaction_queue.url,
+                    "CARD_FINGERPRINT_SECRET_ARN": args.card_fingerprint_secret_arn,
+                },
+                statements=[
+                    read_merchants,
+                    merchant_history,
+                    iam.allow(
+                        "RecordAndReadTransactions",
+                        ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                        [data.transactions_table.arn],
+                    ),
+                    idempotency,
+                    iam.allow("EnqueueTransactions", ["sqs:SendMessage"], [messaging.transaction_queue.arn]),
+                    iam.allow(
+                        "ReadCardFingerprintKey",
+                        ["secretsmanager:GetSecretValue"],
+                        [args.card_fingerprint_secret_arn],
+                    ),
+                ],
+                kms_services=["dynamodb", "sqs", "secretsmanager"],
+                reserved_concurrency=args.context.settings.validator_reserved_concurrency,
+            ),
+            FunctionSpec(
+                key="fraud-detector",
+                handler="tap_pipeline.handlers.fraud_detector.handler",
+                description="Scores queued transactions with fraud rules and alerts on fraud",
+                environment={
+                    **common_env,
+                    **merchant_env,
+                    "FRAUD_STATE_TABLE_NAME": data.fraud_state_table.name,
+                    "FRAUD_STATE_SHARDS": str(FRAUD_STATE_SHARDS),
+                    "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
+                },
+                statements=[
+                    read_merchants,
+                    merchant_history,
+                    iam.allow(
+                        "ConsumeTransactionQueue",
+                        [
+                            "sqs:ReceiveMessage",
+                            "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes",
+                            "sqs:ChangeMessageVisibility",
+                        ],
+                        [messaging.transaction_queue.arn],
+                    ),
+                    iam.allow(
+                        "RecordVerdicts",
+                        [
+                            "dynamodb:GetItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:Query",
+                            "dynamodb:ConditionCheckItem",
+                        ],
+                        [data.transactions_table.arn],
+                    ),
+                    iam.allow(
+                        "FraudAggregates",
+                        [
+                            "dynamodb:GetItem",
+                            "dynamodb:BatchGetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:ConditionCheckItem",
+                        ],
+                        [data.fraud_state_table.arn],
+                    ),
+                    idempotency,
+                    iam.allow("PublishFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
+                ],
+                kms_services=["dynamodb", "sqs", "sns"],
+            ),
+            FunctionSpec(
+                key="failed-handler",
+                handler="tap_pipeline.handlers.failed_handler.handler",
+                description="Records transactions that exhausted their retries as FAILED and notifies ops",
+                environment={**common_env, "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn},
+                statements=[
+                    iam.allow(
+                        "ConsumeTransactionDeadLetters",
+                        [
+                            "sqs:ReceiveMessage",
+                            "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes",
+                            "sqs:ChangeMessageVisibility",
+                        ],
+                        [messaging.transaction_dlq.arn],
+                    ),
+                    iam.allow(
+                        "RecordFailures",
+                        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                        [data.transactions_table.arn],
+                    ),
+                    idempotency,
+                    iam.allow("NotifyOps", ["sns:Publish"], [messaging.ops_alert_topic.arn]),
+                ],
+                kms_services=["dynamodb", "sqs", "sns"],
+            ),
+        ]
+
+    def _function(self, spec: FunctionSpec) -> None:
+        args, ctx, child = self._args, self._args.context, self.child_opts
+        function_name = self.function_names[spec.key]
+        log_group = aws.cloudwatch.LogGroup(
+            f"{spec.key}-log-group",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=LOG_RETENTION_DAYS,
+            kms_key_id=args.kms_key_arn,
+            tags=self.tags(f"{spec.key}-logs"),
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{spec.key}-role",
+            name=function_name,
+            description=f"Execution role of {function_name} only",
+            assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com", ctx.account_id),
+            tags=self.tags(f"{spec.key}-execution-role"),
+            opts=child,
+        )
+        kms_via = [f"{service}.{ctx.region}.amazonaws.com" for service in [*spec.kms_services, "lambda"]]
+        statements = [
+            iam.allow(
+                "WriteOwnLogs",
+                ["logs:CreateLogStream", "logs:PutLogEvents"],
+                [pulumi.Output.concat(log_group.arn, ":*")],
+            ),
+            # No resource-level permissions exist for these: X-Ray segment upload and the ENI
+            # management Lambda needs to attach the function to the VPC (AWSLambdaVPCAccessExecutionRole).
+            iam.allow("XRayTracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"]),
+            iam.allow(
+                "VpcNetworkInterfaces",
+                [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                ["*"],
+            ),
+            iam.allow("AsyncFailureDeadLetter", ["sqs:SendMessage"], [args.messaging.async_failure_dlq.arn]),
+            iam.allow(
+                "UseDataKeyThroughServices",
+                ["kms:Decrypt", "kms:GenerateDataKey"],
+                [args.kms_key_arn],
+                {"StringEquals": {"kms:ViaService": kms_via}},
+            ),
+            *spec.statements,
+        ]
+        policy = aws.iam.RolePolicy(
+            f"{spec.key}-policy",
+            role=role.id,
+            policy=iam.document(statements),
+            opts=child,
+        )
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": spec.key,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+            **spec.environment,
+        }
+        function = aws.lambda_.Function(
+            f"{spec.key}-function",
+            name=function_name,
+            description=spec.description,
+            runtime=RUNTIME,
+            architectures=[ARCHITECTURE],
+            handler=spec.handler,
+            code=self.code,
+            role=role.arn,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT_SECONDS,
+            reserved_concurrent_executions=spec.reserved_concurrency,
+            layers=self.layers,
+            environment={"variables": environment},
+            kms_key_arn=args.kms_key_arn,
+            tracing_config={"mode": "Active"},
+            vpc_config={
+                "subnet_ids": list(args.subnet_ids),
+                "security_group_ids": list(args.security_group_ids),
+            },
+            dead_letter_config={"target_arn": args.messaging.async_failure_dlq.arn},
+            logging_config={"log_format": "Text", "log_group": log_group.name},
+            tags=self.tags(f"{spec.key}-function"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
+        )
+        self.log_groups[spec.key] = log_group
+        self.roles[spec.key] = role
+        self.functions[spec.key] = function
+
+    def _sqs_trigger(self, key: str, queue: aws.sqs.Queue, max_concurrency: int) -> None:
+        """Poll like Lambda should: batches, per-message failures (F15), capped concurrency."""
+        aws.lambda_.EventSourceMapping(
+            f"{key}-queue-trigger",
+            event_source_arn=queue.arn,
+            function_name=self.functions[key].arn,
+            batch_size=SQS_BATCH_SIZE,
+            maximum_batching_window_in_seconds=SQS_BATCHING_WINDOW_SECONDS,
+            function_response_types=["ReportBatchItemFailures"],
+            # Capping concurrency here (not with reserved concurrency) keeps throttled polls from
+            # burning receive counts and dead-lettering good messages.
+            scaling_config={"maximum_concurrency": max_concurrency},
+            tags=self.tags(f"{key}-trigger"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key]]),
+        )

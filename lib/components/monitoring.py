@@ -1,0 +1,250 @@
+"""Alarms and the dashboard (P9, C6, F5-F7, reliability baseline).
+
+Every alarm notifies the ops topic, both when it fires and when it recovers. Error rate is computed
+with metric math (errors / invocations, in percent) per function, so one failure in a thousand
+invocations does not page anyone while a 2 % failure rate does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from lib.components.base import AwsContext, TaggedComponent
+
+ERROR_RATE_THRESHOLD_PERCENT = 1.0  # C6
+ERROR_RATE_EXPRESSION = "IF(invocations > 0, 100 * errors / invocations, 0)"
+API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors5xx / requests, 0)"
+API_5XX_THRESHOLD_PERCENT = 1.0
+API_P99_LATENCY_THRESHOLD_MS = 2000
+OLDEST_MESSAGE_AGE_THRESHOLD_SECONDS = 300
+PERIOD_SECONDS = 60
+
+
+@dataclass
+class MonitoringArgs:
+    context: AwsContext
+    alarm_topic_arn: pulumi.Input[str]
+    function_names: Mapping[str, pulumi.Input[str]]
+    dead_letter_queue_names: Mapping[str, pulumi.Input[str]]
+    work_queue_name: pulumi.Input[str]
+    table_names: Mapping[str, pulumi.Input[str]]
+    api_name: pulumi.Input[str]
+    api_stage_name: pulumi.Input[str]
+
+
+def _metric(metric_id: str, namespace: str, metric_name: str, dimensions: Mapping, stat: str) -> dict:
+    return {
+        "id": metric_id,
+        "metric": {
+            "namespace": namespace,
+            "metric_name": metric_name,
+            "dimensions": dict(dimensions),
+            "period": PERIOD_SECONDS,
+            "stat": stat,
+        },
+        "return_data": False,
+    }
+
+
+def _expression(metric_id: str, expression: str, label: str) -> dict:
+    return {"id": metric_id, "expression": expression, "label": label, "return_data": True}
+
+
+class Monitoring(TaggedComponent):
+    """Per-function error-rate and throttle alarms, queue, API and table alarms, and the dashboard."""
+
+    component_name = "monitoring"
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("Monitoring", name, args.context, opts)
+        self._args = args
+        self.alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
+
+        for key, function_name in args.function_names.items():
+            dims = {"FunctionName": function_name}
+            self._alarm(
+                f"{key}-error-rate",
+                f"{key}: more than 1% of invocations failed",
+                threshold=ERROR_RATE_THRESHOLD_PERCENT,
+                metric_queries=[
+                    _metric("errors", "AWS/Lambda", "Errors", dims, "Sum"),
+                    _metric("invocations", "AWS/Lambda", "Invocations", dims, "Sum"),
+                    _expression("error_rate", ERROR_RATE_EXPRESSION, "Error rate (%)"),
+                ],
+            )
+            self._alarm(
+                f"{key}-throttles",
+                f"{key}: invocations are being throttled",
+                threshold=0,
+                single_metric=("AWS/Lambda", "Throttles", dims, "Sum"),
+            )
+        for key, queue_name in args.dead_letter_queue_names.items():
+            self._alarm(
+                f"{key}-depth",
+                f"{key}: messages are waiting in a dead-letter queue",
+                threshold=0,
+                single_metric=(
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    {"QueueName": queue_name},
+                    "Maximum",
+                ),
+            )
+        self._alarm(
+            "transaction-queue-oldest-message-age",
+            "transaction queue: the oldest message is older than 5 minutes (consumers falling behind)",
+            threshold=OLDEST_MESSAGE_AGE_THRESHOLD_SECONDS,
+            single_metric=(
+                "AWS/SQS",
+                "ApproximateAgeOfOldestMessage",
+                {"QueueName": args.work_queue_name},
+                "Maximum",
+            ),
+        )
+        api_dims = {"ApiName": args.api_name, "Stage": args.api_stage_name}
+        self._alarm(
+            "api-5xx-rate",
+            "API: more than 1% of requests answered 5XX",
+            threshold=API_5XX_THRESHOLD_PERCENT,
+            metric_queries=[
+                _metric("errors5xx", "AWS/ApiGateway", "5XXError", api_dims, "Sum"),
+                _metric("requests", "AWS/ApiGateway", "Count", api_dims, "Sum"),
+                _expression("rate5xx", API_5XX_RATE_EXPRESSION, "5XX rate (%)"),
+            ],
+        )
+        self._alarm(
+            "api-p99-latency",
+            "API: p99 latency above 2 seconds",
+            threshold=API_P99_LATENCY_THRESHOLD_MS,
+            single_metric=("AWS/ApiGateway", "Latency", api_dims, "p99"),
+        )
+        for key, table_name in args.table_names.items():
+            dims = {"TableName": table_name}
+            self._alarm(
+                f"{key}-throttles",
+                f"{key}: DynamoDB requests are being throttled",
+                threshold=0,
+                metric_queries=[
+                    _metric("reads", "AWS/DynamoDB", "ReadThrottleEvents", dims, "Sum"),
+                    _metric("writes", "AWS/DynamoDB", "WriteThrottleEvents", dims, "Sum"),
+                    _expression("throttled", "reads + writes", "Throttled requests"),
+                ],
+            )
+
+        self.dashboard = aws.cloudwatch.Dashboard(
+            "dashboard",
+            dashboard_name=self.context.name("pipeline"),
+            dashboard_body=pulumi.Output.from_input(
+                {"functions": dict(args.function_names), "queue": args.work_queue_name, "api": api_dims}
+            ).apply(lambda resolved: json.dumps(dashboard_body(self.context.region, **resolved))),
+            opts=self.child_opts,
+        )
+        self.dashboard_url = pulumi.Output.concat(
+            "https://",
+            self.context.region,
+            ".console.aws.amazon.com/cloudwatch/home?region=",
+            self.context.region,
+            "#dashboards/dashboard/",
+            self.dashboard.dashboard_name,
+        )
+        self.register_outputs({"dashboard_url": self.dashboard_url})
+
+    def _alarm(
+        self,
+        key: str,
+        description: str,
+        *,
+        threshold: float,
+        metric_queries: list[dict] | None = None,
+        single_metric: tuple[str, str, Mapping, str] | None = None,
+    ) -> None:
+        if single_metric is not None:
+            namespace, metric_name, dims, stat = single_metric
+            metric_queries = [{**_metric("m", namespace, metric_name, dims, stat), "return_data": True}]
+        self.alarms[key] = aws.cloudwatch.MetricAlarm(
+            f"{key}-alarm",
+            name=self.context.name(key),
+            alarm_description=description,
+            comparison_operator="GreaterThanThreshold",
+            threshold=threshold,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            metric_queries=metric_queries,
+            treat_missing_data="notBreaching",
+            alarm_actions=[self._args.alarm_topic_arn],
+            ok_actions=[self._args.alarm_topic_arn],
+            tags=self.tags(f"{key}-alarm"),
+            opts=self.child_opts,
+        )
+
+
+def _function_widget(
+    title: str, metric: str, stat: str, functions: Mapping[str, str], region: str, y: int
+) -> dict:
+    """One graph, one line per function, each pinned to its FunctionName (F5)."""
+    return {
+        "type": "metric",
+        "x": 0,
+        "y": y,
+        "width": 24,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "region": region,
+            "view": "timeSeries",
+            "stat": stat,
+            "period": PERIOD_SECONDS,
+            "metrics": [
+                ["AWS/Lambda", metric, "FunctionName", name, {"label": key, "stat": stat}]
+                for key, name in functions.items()
+            ],
+        },
+    }
+
+
+def dashboard_body(region: str, functions: Mapping[str, str], queue: str, api: Mapping[str, str]) -> dict:
+    widgets = [
+        _function_widget("Invocations", "Invocations", "Sum", functions, region, 0),
+        _function_widget("Errors", "Errors", "Sum", functions, region, 6),
+        _function_widget("Duration (p99)", "Duration", "p99", functions, region, 12),
+        {
+            "type": "metric",
+            "x": 0,
+            "y": 18,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": "Transaction queue",
+                "region": region,
+                "stat": "Maximum",
+                "period": PERIOD_SECONDS,
+                "metrics": [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", queue],
+                    ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", queue, {"yAxis": "right"}],
+                ],
+            },
+        },
+        {
+            "type": "metric",
+            "x": 12,
+            "y": 18,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": "API requests and errors",
+                "region": region,
+                "stat": "Sum",
+                "period": PERIOD_SECONDS,
+                "metrics": [
+                    ["AWS/ApiGateway", name, "ApiName", api["ApiName"], "Stage", api["Stage"]]
+                    for name in ("Count", "4XXError", "5XXError")
+                ],
+            },
+        },
+    ]
+    return {"widgets": widgets}

@@ -1,0 +1,94 @@
+"""Stack configuration: every value the program reads from `pulumi config` in one typed place.
+
+Reading config here (and nowhere else) keeps the components free of `pulumi.Config` calls, so
+tests can build any component from a plain `StackSettings` value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import pulumi
+
+DEFAULT_REGION = "us-east-2"
+DEFAULT_SUFFIX = "dev"
+_SUFFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
+_EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message says which key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything configurable about one deployment of the pipeline."""
+
+    environment_suffix: str
+    region: str
+    alert_email: str
+    vpc_cidr: str = "10.40.0.0/16"
+    api_stage_name: str = "v1"
+    api_rate_limit: int = 2000
+    api_burst_limit: int = 4000
+    waf_rate_limit_per_5min: int = 600_000
+    validator_reserved_concurrency: int = 100
+    fraud_detector_max_concurrency: int = 50
+    failed_handler_max_concurrency: int = 5
+    card_fingerprint_secret_arn: str | None = None
+    powertools_layer_arn: str | None = None
+    seed_test_merchant: bool = True
+
+    @property
+    def project_prefix(self) -> str:
+        return "tap"
+
+    def name(self, purpose: str) -> str:
+        """The physical name for a resource: project, purpose and the environment suffix."""
+        return f"{self.project_prefix}-{purpose}-{self.environment_suffix}"
+
+
+def resolve_environment_suffix(configured: str | None) -> str:
+    suffix = configured or os.environ.get("ENVIRONMENT_SUFFIX") or DEFAULT_SUFFIX
+    if not _SUFFIX_PATTERN.match(suffix):
+        raise ConfigError(
+            f"environmentSuffix {suffix!r} is invalid: use 1-20 lowercase letters, digits or '-', "
+            "starting with a letter or digit (pulumi config set environmentSuffix <value>)"
+        )
+    return suffix
+
+
+def load_settings() -> StackSettings:
+    """Read the stack's config, failing early with the key name and the command that sets it."""
+    config = pulumi.Config()
+    aws_config = pulumi.Config("aws")
+    alert_email = config.get("alertEmail")
+    if not alert_email:
+        raise ConfigError(
+            "alertEmail is required: the address that receives fraud and operations alerts. "
+            "Set it with: pulumi config set alertEmail you@example.com"
+        )
+    if not _EMAIL_PATTERN.match(alert_email):
+        raise ConfigError(f"alertEmail {alert_email!r} is not an email address")
+    defaults = StackSettings(environment_suffix=DEFAULT_SUFFIX, region=DEFAULT_REGION, alert_email="")
+    return StackSettings(
+        environment_suffix=resolve_environment_suffix(config.get("environmentSuffix")),
+        region=aws_config.get("region") or DEFAULT_REGION,
+        alert_email=alert_email,
+        vpc_cidr=config.get("vpcCidr") or defaults.vpc_cidr,
+        api_stage_name=config.get("apiStageName") or defaults.api_stage_name,
+        api_rate_limit=config.get_int("apiRateLimit") or defaults.api_rate_limit,
+        api_burst_limit=config.get_int("apiBurstLimit") or defaults.api_burst_limit,
+        waf_rate_limit_per_5min=config.get_int("wafRateLimitPer5Min") or defaults.waf_rate_limit_per_5min,
+        validator_reserved_concurrency=config.get_int("validatorReservedConcurrency")
+        or defaults.validator_reserved_concurrency,
+        fraud_detector_max_concurrency=config.get_int("fraudDetectorMaxConcurrency")
+        or defaults.fraud_detector_max_concurrency,
+        failed_handler_max_concurrency=config.get_int("failedHandlerMaxConcurrency")
+        or defaults.failed_handler_max_concurrency,
+        card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
+        powertools_layer_arn=config.get("powertoolsLayerArn"),
+        seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
+    )

@@ -1,0 +1,228 @@
+"""Evaluate the Pulumi program without a cloud and return its resource graph.
+
+The program runs under `pulumi.runtime.set_mocks` with a recording mock engine: every resource's
+resolved inputs are kept, and every resource and data-source call is answered with what AWS would
+answer (ARNs, queue URLs, invoke URLs, zone names) built from the region and account. Unit and
+policy tests inspect the graph; anything else that needs the stack's definition (the local
+pipeline) can evaluate it the same way with its own `Answers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+
+
+@dataclass
+class RecordedResource:
+    """One resource as the engine saw it: type token, logical name, resolved inputs and mock state."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.state["id"]
+
+
+@dataclass
+class StackGraph:
+    resources: list[RecordedResource] = field(default_factory=list)
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name: str) -> RecordedResource:
+        matches = [r for r in self.resources if r.type == type_token and r.name == name]
+        if len(matches) != 1:
+            raise LookupError(f"expected one {type_token} named {name!r}, found {len(matches)}")
+        return matches[0]
+
+    def custom_resources(self) -> Iterator[RecordedResource]:
+        """Resources a provider creates (not components, not the provider itself)."""
+        return (r for r in self.resources if not r.type.startswith(("pulumi:", "tap:")))
+
+
+def _short_id(*parts: str, length: int = 10) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+class AwsLikeAnswers:
+    """What AWS would answer for each resource and data source, derived from region and account."""
+
+    def __init__(self, region: str, account_id: str = DEFAULT_ACCOUNT_ID, partition: str = "aws"):
+        self.region = region
+        self.account_id = account_id
+        self.partition = partition
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
+        return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
+
+    def resource_state(
+        self, type_token: str, name: str, inputs: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        physical = inputs.get("name") or f"{name}-{_short_id(type_token, name, length=7)}"
+        short = _short_id(type_token, name)
+        handlers: dict[str, Callable[[], tuple[str, dict[str, Any]]]] = {
+            "aws:sqs/queue:Queue": lambda: (
+                f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{physical}",
+                {
+                    "arn": self.arn("sqs", physical),
+                    "url": f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{physical}",
+                    "name": physical,
+                },
+            ),
+            "aws:sns/topic:Topic": lambda: (
+                self.arn("sns", physical),
+                {"arn": self.arn("sns", physical), "name": physical},
+            ),
+            "aws:dynamodb/table:Table": lambda: (
+                physical,
+                {"arn": self.arn("dynamodb", f"table/{physical}"), "name": physical},
+            ),
+            "aws:lambda/function:Function": lambda: (
+                physical,
+                {
+                    "arn": self.arn("lambda", f"function:{physical}"),
+                    "invokeArn": (
+                        f"arn:{self.partition}:apigateway:{self.region}:lambda:path/2015-03-31/functions/"
+                        f"{self.arn('lambda', f'function:{physical}')}/invocations"
+                    ),
+                    "name": physical,
+                },
+            ),
+            "aws:apigateway/restApi:RestApi": lambda: (
+                short,
+                {
+                    "executionArn": self.arn("execute-api", short),
+                    "rootResourceId": _short_id(short),
+                    "name": physical,
+                },
+            ),
+            "aws:apigateway/stage:Stage": lambda: (
+                f"ags-{inputs.get('restApi')}-{inputs.get('stageName')}",
+                {
+                    "arn": (
+                        f"arn:{self.partition}:apigateway:{self.region}::/restapis/"
+                        f"{inputs.get('restApi')}/stages/{inputs.get('stageName')}"
+                    ),
+                    "invokeUrl": (
+                        f"https://{inputs.get('restApi')}.execute-api.{self.region}.amazonaws.com/"
+                        f"{inputs.get('stageName')}"
+                    ),
+                    "executionArn": self.arn(
+                        "execute-api", f"{inputs.get('restApi')}/{inputs.get('stageName')}"
+                    ),
+                },
+            ),
+            "aws:apigateway/apiKey:ApiKey": lambda: (short, {"value": f"key-{_short_id(short, length=30)}"}),
+            "aws:kms/key:Key": lambda: (
+                f"{short}-kms",
+                {"arn": self.arn("kms", f"key/{short}-kms"), "keyId": f"{short}-kms"},
+            ),
+            "aws:iam/role:Role": lambda: (
+                physical,
+                {"arn": self.arn("iam", f"role/{physical}", region=False), "name": physical},
+            ),
+            "aws:cloudwatch/logGroup:LogGroup": lambda: (
+                physical,
+                {"arn": self.arn("logs", f"log-group:{physical}"), "name": physical},
+            ),
+            "aws:secretsmanager/secret:Secret": lambda: (
+                self.arn("secretsmanager", f"secret:{physical}-{short[:6]}"),
+                {"arn": self.arn("secretsmanager", f"secret:{physical}-{short[:6]}")},
+            ),
+            "aws:wafv2/webAcl:WebAcl": lambda: (
+                short,
+                {"arn": self.arn("wafv2", f"regional/webacl/{physical}/{short}")},
+            ),
+            "aws:ec2/vpcEndpoint:VpcEndpoint": lambda: (
+                f"vpce-{short}",
+                {"prefixListId": f"pl-{short[:8]}" if inputs.get("vpcEndpointType") == "Gateway" else None},
+            ),
+            "aws:cloudwatch/dashboard:Dashboard": lambda: (
+                physical,
+                {
+                    "dashboardArn": self.arn(
+                        "cloudwatch", f"dashboard/{inputs.get('dashboardName')}", region=False
+                    )
+                },
+            ),
+            "random:index/randomPassword:RandomPassword": lambda: (
+                short,
+                {"result": _short_id(short, length=64)},
+            ),
+        }
+        if type_token in handlers:
+            resource_id, state = handlers[type_token]()
+        else:
+            module = type_token.split(":")[1].split("/")[0]
+            resource_id = f"{module}-{short}"
+            state = {"arn": self.arn(module, f"{module}/{resource_id}")}
+        return resource_id, {**inputs, **{k: v for k, v in state.items() if v is not None}}
+
+    def call(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": self.account_id,
+                "arn": self.arn("iam", "user/deployer", region=False),
+                "id": self.account_id,
+                "userId": "AIDADEPLOYER",
+            }
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": self.partition, "dnsSuffix": "amazonaws.com", "id": self.partition}
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{letter}" for letter in "abcd"]
+            return {"names": names, "zoneIds": [f"zone-{n}" for n in names], "id": self.region}
+        if token == "aws:ssm/getParameter:getParameter":
+            layer = f"arn:{self.partition}:lambda:{self.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:7"
+            return {"name": args.get("name"), "value": layer, "type": "String", "id": args.get("name")}
+        raise NotImplementedError(f"no mock answer for data source {token}")
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, answers: AwsLikeAnswers, graph: StackGraph):
+        self.answers = answers
+        self.graph = graph
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        resource_id, state = self.answers.resource_state(args.typ, args.name, dict(args.inputs))
+        self.graph.resources.append(RecordedResource(args.typ, args.name, dict(args.inputs), state))
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        self.graph.invokes.append((args.token, dict(args.args)))
+        return self.answers.call(args.token, dict(args.args)), []
+
+
+def evaluate(
+    program: Callable[[], dict[str, Any]], answers: AwsLikeAnswers, *, stack: str = "unit"
+) -> StackGraph:
+    """Run `program` (which builds resources and returns its outputs) and collect the graph."""
+    graph = StackGraph()
+    pulumi.runtime.set_mocks(
+        RecordingMocks(answers, graph), project="tap-transaction-pipeline", stack=stack, preview=False
+    )
+
+    def run() -> pulumi.Output:
+        outputs = program()
+        return pulumi.Output.from_input(outputs).apply(graph.outputs.update)
+
+    pulumi.runtime.test(run)()
+    return graph
+
+
+def resolved_json(value: Any) -> Any:
+    """Inputs holding JSON documents (policies, redrive, dashboards) as Python values."""
+    return json.loads(value) if isinstance(value, str) else value
