@@ -8,8 +8,8 @@ import pulumi
 # The function package lives in src/; the stack reads its request schema to build the OpenAPI document.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from lib.config import load_settings  # noqa: E402
-from lib.tap_stack import build  # noqa: E402
+from lib.config import load_settings
+from lib.tap_stack import build
 
 stack = build(load_settings())
 for key, value in stack.outputs.items():

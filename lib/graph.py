@@ -173,22 +173,38 @@ class AwsLikeAnswers:
         return resource_id, {**inputs, **{k: v for k, v in state.items() if v is not None}}
 
     def call(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
-        if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
+        zones = [f"{self.region}{letter}" for letter in "abcd"]
+        layer = (
+            f"arn:{self.partition}:lambda:{self.region}:017000801446:"
+            "layer:AWSLambdaPowertoolsPythonV3-python312-arm64:7"
+        )
+        answers: dict[str, Callable[[], dict[str, Any]]] = {
+            "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
                 "accountId": self.account_id,
                 "arn": self.arn("iam", "user/deployer", region=False),
                 "id": self.account_id,
                 "userId": "AIDADEPLOYER",
-            }
-        if token == "aws:index/getPartition:getPartition":
-            return {"partition": self.partition, "dnsSuffix": "amazonaws.com", "id": self.partition}
-        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            names = [f"{self.region}{letter}" for letter in "abcd"]
-            return {"names": names, "zoneIds": [f"zone-{n}" for n in names], "id": self.region}
-        if token == "aws:ssm/getParameter:getParameter":
-            layer = f"arn:{self.partition}:lambda:{self.region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:7"
-            return {"name": args.get("name"), "value": layer, "type": "String", "id": args.get("name")}
-        raise NotImplementedError(f"no mock answer for data source {token}")
+            },
+            "aws:index/getPartition:getPartition": lambda: {
+                "partition": self.partition,
+                "dnsSuffix": "amazonaws.com",
+                "id": self.partition,
+            },
+            "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: {
+                "names": zones,
+                "zoneIds": [f"zone-{name}" for name in zones],
+                "id": self.region,
+            },
+            "aws:ssm/getParameter:getParameter": lambda: {
+                "name": args.get("name"),
+                "value": layer,
+                "type": "String",
+                "id": args.get("name"),
+            },
+        }
+        if token not in answers:
+            raise NotImplementedError(f"no mock answer for data source {token}")
+        return answers[token]()
 
 
 class RecordingMocks(pulumi.runtime.Mocks):

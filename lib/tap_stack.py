@@ -166,7 +166,7 @@ class TapStack(pulumi.ComponentResource):
 
 
 def build(settings: StackSettings) -> TapStack:
-    """The whole program: a provider pinned to the configured region, tagging every resource, and the stack."""
+    """The whole program: a region-pinned provider that tags every resource, and the stack."""
     provider = aws.Provider("aws", region=settings.region, default_tags={"tags": stack_tags(settings, {})})
     return TapStack(
         "tap",

@@ -87,7 +87,7 @@ class Encryption(TaggedComponent):
         ]
         self.key = aws.kms.Key(
             "data-key",
-            description=f"Encrypts the transaction pipeline's data at rest ({ctx.settings.environment_suffix})",
+            description=f"Transaction pipeline data at rest ({ctx.settings.environment_suffix})",
             enable_key_rotation=True,
             rotation_period_in_days=365,
             deletion_window_in_days=7,
