@@ -30,7 +30,7 @@ class StackSettings:
     region: str
     alert_email: str
     vpc_cidr: str = "10.40.0.0/16"
-    api_stage_name: str = "v1"
+    api_stage_name: str = ""  # empty: the environment suffix (F10: never a fixed environment name)
     api_rate_limit: int = 2000
     api_burst_limit: int = 4000
     waf_rate_limit_per_5min: int = 600_000
@@ -44,6 +44,10 @@ class StackSettings:
     @property
     def project_prefix(self) -> str:
         return "tap"
+
+    @property
+    def stage_name(self) -> str:
+        return self.api_stage_name or self.environment_suffix
 
     def name(self, purpose: str) -> str:
         """The physical name for a resource: project, purpose and the environment suffix."""
@@ -78,7 +82,7 @@ def load_settings() -> StackSettings:
         region=aws_config.get("region") or DEFAULT_REGION,
         alert_email=alert_email,
         vpc_cidr=config.get("vpcCidr") or defaults.vpc_cidr,
-        api_stage_name=config.get("apiStageName") or defaults.api_stage_name,
+        api_stage_name=config.get("apiStageName") or "",
         api_rate_limit=config.get_int("apiRateLimit") or defaults.api_rate_limit,
         api_burst_limit=config.get_int("apiBurstLimit") or defaults.api_burst_limit,
         waf_rate_limit_per_5min=config.get_int("wafRateLimitPer5Min") or defaults.waf_rate_limit_per_5min,

@@ -28,10 +28,7 @@ class RecordedResource:
     name: str
     inputs: dict[str, Any]
     state: dict[str, Any]
-
-    @property
-    def id(self) -> str:
-        return self.state["id"]
+    id: str = ""
 
 
 @dataclass
@@ -52,6 +49,19 @@ class StackGraph:
     def custom_resources(self) -> Iterator[RecordedResource]:
         """Resources a provider creates (not components, not the provider itself)."""
         return (r for r in self.resources if not r.type.startswith(("pulumi:", "tap:")))
+
+
+_EC2_ID_PREFIXES = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    "aws:ec2/flowLog:FlowLog": "fl",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
+}
 
 
 def _short_id(*parts: str, length: int = 10) -> str:
@@ -168,7 +178,7 @@ class AwsLikeAnswers:
             resource_id, state = handlers[type_token]()
         else:
             module = type_token.split(":")[1].split("/")[0]
-            resource_id = f"{module}-{short}"
+            resource_id = f"{_EC2_ID_PREFIXES.get(type_token, module)}-{short}"
             state = {"arn": self.arn(module, f"{module}/{resource_id}")}
         return resource_id, {**inputs, **{k: v for k, v in state.items() if v is not None}}
 
@@ -214,7 +224,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         resource_id, state = self.answers.resource_state(args.typ, args.name, dict(args.inputs))
-        self.graph.resources.append(RecordedResource(args.typ, args.name, dict(args.inputs), state))
+        self.graph.resources.append(RecordedResource(args.typ, args.name, dict(args.inputs), state, resource_id))
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:

@@ -60,7 +60,7 @@ class Api(TaggedComponent):
         ctx = args.context
         settings = ctx.settings
         child = self.child_opts
-        stage_name = settings.api_stage_name
+        stage_name = settings.stage_name
         account_logging = self._account_logging_role(ctx)
 
         self.openapi_document = pulumi.Output.from_input(args.validator_invoke_arn).apply(

@@ -1,0 +1,103 @@
+"""Naming, region and lifecycle rules, and F22 tagging, over every resource in the graph."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+from functools import cache
+
+import pytest
+
+from lib.graph import RecordedResource
+from lib.packaging import REPO_ROOT
+from tests.unit.stack.conftest import evaluate_stack
+
+UNUSUAL_SUFFIX = "zq9x-7"
+# Inputs that are physical names a person would search for in the console.
+NAME_INPUTS = ("name", "dashboardName", "stageName")
+
+
+@pytest.fixture(scope="module")
+def eu_graph():
+    return evaluate_stack(region="eu-west-1", environment_suffix=UNUSUAL_SUFFIX)
+
+
+@cache
+def accepts_tags(type_token: str) -> bool:
+    """Whether the pulumi-aws resource class for a type token takes a `tags` argument."""
+    package, module_path, class_name = type_token.split(":")
+    module = module_path.split("/")[0]
+    module_name = {"index": "", "lambda": ".lambda_"}.get(module, f".{module}")
+    python_module = importlib.import_module(f"pulumi_{package}{module_name}")
+    resource_class = getattr(python_module, class_name)
+    return "tags" in inspect.signature(resource_class._internal_init).parameters
+
+
+def test_region_comes_from_config_and_nothing_mentions_us_east_2(eu_graph):
+    serialized = json.dumps([r.inputs for r in eu_graph.resources], default=str)
+    assert "us-east-2" not in serialized
+    assert "eu-west-1" in serialized
+    assert "us-east-2" not in json.dumps(eu_graph.outputs)
+    zones = {s.inputs["availabilityZone"] for s in eu_graph.of_type("aws:ec2/subnet:Subnet")}
+    assert zones == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+    endpoints = {r.inputs["serviceName"] for r in eu_graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert all(name.startswith("com.amazonaws.eu-west-1.") for name in endpoints)
+    (provider,) = eu_graph.of_type("pulumi:providers:aws")
+    assert provider.inputs["region"] == "eu-west-1"
+
+
+def test_no_account_id_or_environment_name_is_hard_coded_in_the_program():
+    source = "\n".join(p.read_text() for p in (REPO_ROOT / "lib").rglob("*.py") if p.name != "graph.py")
+    assert not re.search(r"\b\d{12}\b", source), "an account id is hard-coded in lib/"
+    assert not re.search(r"[\"'](prod|production|staging)[\"']", source)
+    assert not re.search(r"[\"']us-(east|west)-\d[\"']", source.replace('DEFAULT_REGION = "us-east-2"', ""))
+
+
+def test_every_named_resource_carries_the_environment_suffix(eu_graph):
+    named = [
+        (r.type, r.name, key, r.inputs[key])
+        for r in eu_graph.custom_resources()
+        for key in NAME_INPUTS
+        if isinstance(r.inputs.get(key), str) and r.type != "aws:apigateway/account:Account"
+    ]
+    assert len(named) > 40
+    missing = [entry for entry in named if UNUSUAL_SUFFIX not in entry[3]]
+    assert not missing, f"names without the suffix: {missing}"
+    name_tags = [r.inputs["tags"]["Name"] for r in eu_graph.custom_resources() if "Name" in r.inputs.get("tags", {})]
+    assert name_tags and all(UNUSUAL_SUFFIX in tag for tag in name_tags)
+
+
+def test_f22_every_taggable_resource_has_component_and_purpose_tags(graph):
+    taggable: list[RecordedResource] = [r for r in graph.custom_resources() if accepts_tags(r.type)]
+    assert len(taggable) > 60
+    for resource in taggable:
+        tags = resource.inputs.get("tags") or {}
+        assert tags.get("Component"), f"{resource.type} {resource.name} has no Component tag"
+        assert tags.get("Purpose"), f"{resource.type} {resource.name} has no Purpose tag"
+        assert tags.get("Environment") == "unit"
+    (provider,) = graph.of_type("pulumi:providers:aws")
+    default_tags = json.loads(provider.inputs["defaultTags"]) if isinstance(
+        provider.inputs["defaultTags"], str
+    ) else provider.inputs["defaultTags"]
+    assert default_tags["tags"]["Project"] == "tap-transaction-pipeline"
+
+
+def test_f22_tag_check_would_catch_an_untagged_resource():
+    assert accepts_tags("aws:sqs/queue:Queue")
+    assert accepts_tags("aws:lambda/function:Function")
+    assert not accepts_tags("aws:lambda/permission:Permission")
+
+
+def test_everything_is_destroyable(graph):
+    for table in graph.of_type("aws:dynamodb/table:Table"):
+        assert table.inputs["deletionProtectionEnabled"] is False
+    for group in graph.of_type("aws:cloudwatch/logGroup:LogGroup"):
+        assert not group.inputs.get("skipDestroy")
+        assert not group.inputs.get("deletionProtectionEnabled")
+    secret = graph.one("aws:secretsmanager/secret:Secret", "card-fingerprint-secret")
+    assert secret.inputs["recoveryWindowInDays"] == 0
+    assert graph.one("aws:kms/key:Key", "data-key").inputs["deletionWindowInDays"] == 7
+    source = "\n".join(p.read_text() for p in (REPO_ROOT / "lib").rglob("*.py"))
+    assert "retain_on_delete" not in source and "protect=True" not in source

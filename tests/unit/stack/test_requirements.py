@@ -1,0 +1,481 @@
+"""P1-P10, C1-C10 and F1-F22 from ../shared/REQUIREMENTS.md, each asserted on the resolved inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ITEM
+from lib.components.functions import POWERTOOLS_VERSION, powertools_layer_parameter
+from lib.components.messaging import DLQ_RETENTION_SECONDS, MAX_RECEIVE_COUNT
+from lib.components.monitoring import ERROR_RATE_EXPRESSION
+from lib.graph import StackGraph
+from lib.packaging import FUNCTION_SOURCE_ROOT, function_source_files
+from lib.tap_stack import OUTPUT_KEYS
+from tests.unit.stack.conftest import as_list, statements_of
+
+FUNCTION = "aws:lambda/function:Function"
+QUEUE = "aws:sqs/queue:Queue"
+TABLE = "aws:dynamodb/table:Table"
+ESM = "aws:lambda/eventSourceMapping:EventSourceMapping"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ROLE = "aws:iam/role:Role"
+TOPIC = "aws:sns/topic:Topic"
+REPO_ROOT = FUNCTION_SOURCE_ROOT.parent
+
+
+def functions(graph: StackGraph) -> dict[str, dict]:
+    """Function inputs keyed by purpose (validator, fraud-detector, failed-handler)."""
+    return {r.name.removesuffix("-function"): r.inputs for r in graph.of_type(FUNCTION)}
+
+
+def role_statements(graph: StackGraph, key: str) -> list[dict]:
+    return statements_of(graph.one(ROLE_POLICY, f"{key}-policy"))
+
+
+def grants(statements: list[dict], action: str, resource: str) -> bool:
+    return any(
+        s["Effect"] == "Allow" and action in as_list(s["Action"]) and resource in as_list(s["Resource"])
+        for s in statements
+    )
+
+
+def openapi(graph: StackGraph) -> dict:
+    return json.loads(graph.one("aws:apigateway/restApi:RestApi", "rest-api").inputs["body"])
+
+
+def queue(graph: StackGraph, name: str):
+    return graph.one(QUEUE, name)
+
+
+# --- P1-P10 ---------------------------------------------------------------------------------------
+
+
+def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(graph):
+    document = openapi(graph)
+    post = document["paths"]["/transaction"]["post"]
+    assert post["security"] == [{"api_key": []}]
+    assert document["components"]["securitySchemes"]["api_key"] == {
+        "type": "apiKey",
+        "name": "x-api-key",
+        "in": "header",
+    }
+    assert document["x-amazon-apigateway-api-key-source"] == "HEADER"
+    validator_arn = functions(graph)["validator"]["name"]
+    assert validator_arn in post["x-amazon-apigateway-integration"]["uri"]
+    assert post["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+
+    key = graph.one("aws:apigateway/apiKey:ApiKey", "api-key")
+    plan = graph.one("aws:apigateway/usagePlan:UsagePlan", "usage-plan")
+    binding = graph.one("aws:apigateway/usagePlanKey:UsagePlanKey", "usage-plan-key")
+    assert binding.inputs["keyId"] == key.id
+    assert binding.inputs["usagePlanId"] == plan.id
+    assert binding.inputs["keyType"] == "API_KEY"
+    rest_api = graph.one("aws:apigateway/restApi:RestApi", "rest-api")
+    assert plan.inputs["apiStages"] == [{"apiId": rest_api.id, "stage": "unit"}]
+    assert plan.inputs["throttleSettings"]["rateLimit"] >= 1000
+    assert plan.inputs["throttleSettings"]["burstLimit"] >= plan.inputs["throttleSettings"]["rateLimit"]
+
+
+def test_p1_get_transaction_status_route_exists_with_validated_path(graph):
+    get = openapi(graph)["paths"]["/transaction/{transaction_id}"]["get"]
+    assert get["security"] == [{"api_key": []}]
+    (parameter,) = get["parameters"]
+    assert parameter["in"] == "path" and parameter["required"] is True
+    assert parameter["schema"]["pattern"]
+
+
+def test_p2_validator_reads_the_merchant_config_table(graph):
+    table = graph.one(TABLE, "merchant-config-table")
+    env = functions(graph)["validator"]["environment"]["variables"]
+    assert env["MERCHANT_CONFIG_TABLE_NAME"] == table.inputs["name"] == "tap-merchant-config-unit"
+    assert grants(role_statements(graph, "validator"), "dynamodb:GetItem", table.state["arn"])
+
+
+def test_p3_transaction_queue_has_300_second_visibility_timeout(graph):
+    transaction_queue = queue(graph, "transaction-queue")
+    assert transaction_queue.inputs["visibilityTimeoutSeconds"] == 300
+    env = functions(graph)["validator"]["environment"]["variables"]
+    assert env["TRANSACTION_QUEUE_URL"] == transaction_queue.state["url"]
+    assert grants(role_statements(graph, "validator"), "sqs:SendMessage", transaction_queue.state["arn"])
+
+
+def test_p4_fraud_detector_is_triggered_by_the_transaction_queue(graph):
+    mapping = graph.one(ESM, "fraud-detector-queue-trigger")
+    assert mapping.inputs["eventSourceArn"] == queue(graph, "transaction-queue").state["arn"]
+    assert mapping.inputs["functionName"] == graph.one(FUNCTION, "fraud-detector-function").state["arn"]
+    assert functions(graph)["fraud-detector"]["handler"] == "tap_pipeline.handlers.fraud_detector.handler"
+
+
+def test_p5_transactions_table_keys_are_transaction_id_and_timestamp(graph):
+    table = graph.one(TABLE, "transactions-table").inputs
+    assert table["hashKey"] == "transaction_id"
+    assert table["rangeKey"] == "timestamp"
+    assert {"name": "transaction_id", "type": "S"} in table["attributes"]
+    assert {"name": "timestamp", "type": "S"} in table["attributes"]
+
+
+def test_p6_failed_handler_is_triggered_by_the_separate_dead_letter_queue(graph):
+    mapping = graph.one(ESM, "failed-handler-queue-trigger")
+    dlq = queue(graph, "transaction-dlq")
+    assert mapping.inputs["eventSourceArn"] == dlq.state["arn"]
+    assert mapping.inputs["functionName"] == graph.one(FUNCTION, "failed-handler-function").state["arn"]
+    redrive = json.loads(queue(graph, "transaction-queue").inputs["redrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq.state["arn"]
+
+
+def test_p7_every_function_logs_to_its_own_30_day_encrypted_log_group(graph):
+    key_arn = graph.one("aws:kms/key:Key", "data-key").state["arn"]
+    for key, function in functions(graph).items():
+        group = graph.one(LOG_GROUP, f"{key}-log-group").inputs
+        assert group["name"] == f"/aws/lambda/{function['name']}"
+        assert group["retentionInDays"] == 30
+        assert group["kmsKeyId"] == key_arn
+        assert function["loggingConfig"]["logGroup"] == group["name"]
+
+
+def test_p8_f8_alert_topic_has_an_email_subscription_to_the_configured_address(graph):
+    topic = graph.one(TOPIC, "fraud-alert-topic")
+    subscription = graph.one("aws:sns/topicSubscription:TopicSubscription", "fraud-alert-topic-email").inputs
+    assert subscription == {**subscription, "topic": topic.state["arn"], "protocol": "email"}
+    assert subscription["endpoint"] == "fraud-alerts@example.com"
+    env = functions(graph)["fraud-detector"]["environment"]["variables"]
+    assert env["FRAUD_ALERT_TOPIC_ARN"] == topic.state["arn"]
+
+
+def test_p9_f5_dashboard_graphs_each_function_by_its_function_name_dimension(graph):
+    body = json.loads(graph.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs["dashboardBody"])
+    names = {f["name"] for f in functions(graph).values()}
+    by_title = {w["properties"]["title"]: w["properties"]["metrics"] for w in body["widgets"]}
+    for title, metric in (("Invocations", "Invocations"), ("Errors", "Errors"), ("Duration (p99)", "Duration")):
+        lines = by_title[title]
+        assert {tuple(line[:3]) for line in lines} == {("AWS/Lambda", metric, "FunctionName")}
+        assert {line[3] for line in lines} == names
+
+
+def test_p10_f11_outputs_are_the_documented_keys_with_real_values(graph):
+    outputs = graph.outputs
+    assert tuple(outputs) == OUTPUT_KEYS
+    assert re.fullmatch(r"https://\w+\.execute-api\.us-east-2\.amazonaws\.com/unit/transaction", outputs["api_url"])
+    assert outputs["dashboard_url"].startswith("https://us-east-2.console.aws.amazon.com/cloudwatch/home")
+    assert outputs["dashboard_url"].endswith("#dashboards/dashboard/tap-pipeline-unit")
+    assert outputs["transaction_queue_url"] == queue(graph, "transaction-queue").state["url"]
+    assert outputs["api_key_value"] == graph.one("aws:apigateway/apiKey:ApiKey", "api-key").state["value"]
+
+
+# --- C1-C10 ---------------------------------------------------------------------------------------
+
+
+def test_c1_functions_run_only_in_three_private_subnets_across_three_azs(graph):
+    subnets = graph.of_type("aws:ec2/subnet:Subnet")
+    assert len({s.inputs["availabilityZone"] for s in subnets}) == 3
+    assert {s.inputs["availabilityZone"] for s in subnets} == {"us-east-2a", "us-east-2b", "us-east-2c"}
+    assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in subnets)
+    subnet_ids = sorted(s.id for s in subnets)
+    lambda_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "lambda-sg").id
+    for function in functions(graph).values():
+        assert sorted(function["vpcConfig"]["subnetIds"]) == subnet_ids
+        assert function["vpcConfig"]["securityGroupIds"] == [lambda_sg]
+    forbidden = {"aws:ec2/internetGateway:InternetGateway", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip"}
+    assert not [r for r in graph.resources if r.type in forbidden]
+    assert not graph.of_type("aws:ec2/route:Route")
+    assert all(not rt.inputs.get("routes") for rt in graph.of_type("aws:ec2/routeTable:RouteTable"))
+
+
+def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
+    roles = {f["role"] for f in functions(graph).values()}
+    assert len(roles) == 3
+    validator = role_statements(graph, "validator")
+    fraud = role_statements(graph, "fraud-detector")
+    failed = role_statements(graph, "failed-handler")
+    fraud_topic = graph.one(TOPIC, "fraud-alert-topic").state["arn"]
+    ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
+    # Each function publishes only where it must.
+    assert grants(fraud, "sns:Publish", fraud_topic) and not grants(validator, "sns:Publish", fraud_topic)
+    assert grants(failed, "sns:Publish", ops_topic) and not grants(fraud, "sns:Publish", ops_topic)
+    for statements in (validator, fraud, failed):
+        for statement in statements:
+            assert "*" not in as_list(statement["Action"])
+            if "*" in as_list(statement["Resource"]):
+                assert set(as_list(statement["Action"])) <= {
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                }
+        kms = [s for s in statements if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+        assert kms and all("kms:ViaService" in s["Condition"]["StringEquals"] for s in kms)
+
+
+def test_c3_customer_managed_key_with_rotation_encrypts_every_store(graph):
+    key = graph.one("aws:kms/key:Key", "data-key")
+    assert key.inputs["enableKeyRotation"] is True
+    key_arn = key.state["arn"]
+    for table in graph.of_type(TABLE):
+        assert table.inputs["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": key_arn}
+    for q in graph.of_type(QUEUE):
+        assert q.inputs["kmsMasterKeyId"] == key_arn
+    for topic in graph.of_type(TOPIC):
+        assert topic.inputs["kmsMasterKeyId"] == key_arn
+    for group in graph.of_type(LOG_GROUP):
+        assert group.inputs["kmsKeyId"] == key_arn, group.name
+    for function in functions(graph).values():
+        assert function["kmsKeyArn"] == key_arn
+    secret = graph.one("aws:secretsmanager/secret:Secret", "card-fingerprint-secret")
+    assert secret.inputs["kmsKeyId"] == key_arn
+
+
+def test_c4_tables_are_on_demand_with_point_in_time_recovery(graph):
+    tables = graph.of_type(TABLE)
+    assert len(tables) == 4
+    for table in tables:
+        assert table.inputs["billingMode"] == "PAY_PER_REQUEST"
+        assert table.inputs["pointInTimeRecovery"] == {"enabled": True}
+
+
+def test_c5_f9_f18_xray_on_every_function_and_on_an_explicit_stage(graph):
+    for function in functions(graph).values():
+        assert function["tracingConfig"] == {"mode": "Active"}
+    stage = graph.one("aws:apigateway/stage:Stage", "stage")
+    assert stage.inputs["xrayTracingEnabled"] is True
+    assert stage.inputs["deployment"] == graph.one("aws:apigateway/deployment:Deployment", "deployment").id
+
+
+def test_c6_f6_f7_each_function_has_a_one_percent_error_rate_alarm_from_metric_math(graph):
+    ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
+    for key, function in functions(graph).items():
+        alarm = graph.one(ALARM, f"{key}-error-rate-alarm").inputs
+        assert alarm["threshold"] == 1.0
+        assert alarm["comparisonOperator"] == "GreaterThanThreshold"
+        queries = {q["id"]: q for q in alarm["metricQueries"]}
+        assert queries["error_rate"]["expression"] == ERROR_RATE_EXPRESSION
+        assert "100 * errors / invocations" in ERROR_RATE_EXPRESSION
+        assert queries["error_rate"]["returnData"] is True
+        for metric_id, metric_name in (("errors", "Errors"), ("invocations", "Invocations")):
+            metric = queries[metric_id]["metric"]
+            assert metric["metricName"] == metric_name
+            assert metric["dimensions"] == {"FunctionName": function["name"]}
+        assert alarm["alarmActions"] == [ops_topic]
+
+
+def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
+    for key, function in functions(graph).items():
+        assert function["memorySize"] == 512
+        assert function["timeout"] == 60
+        assert function.get("reservedConcurrentExecutions") == (100 if key == "validator" else None)
+
+
+def test_c8_every_consumed_queue_has_a_dlq_and_dlqs_keep_14_days(graph):
+    terminal = {"parking-dlq", "async-failure-dlq"}  # nothing consumes these; they alarm on depth instead
+    for q in graph.of_type(QUEUE):
+        if q.name in terminal:
+            assert "redrivePolicy" not in q.inputs
+            continue
+        redrive = json.loads(q.inputs["redrivePolicy"])
+        assert redrive["maxReceiveCount"] == MAX_RECEIVE_COUNT >= 5
+        target = next(t for t in graph.of_type(QUEUE) if t.state["arn"] == redrive["deadLetterTargetArn"])
+        assert target.inputs["messageRetentionSeconds"] == DLQ_RETENTION_SECONDS == 14 * 24 * 3600
+    for name in terminal:
+        assert queue(graph, name).inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+    alarm_names = {a.name for a in graph.of_type(ALARM)}
+    assert {"failed-handler-dlq-depth-alarm", "lambda-async-dlq-depth-alarm"} <= alarm_names
+
+
+def test_c9_f1_waf_web_acl_with_managed_rule_groups_on_the_stage(graph):
+    acl = graph.one("aws:wafv2/webAcl:WebAcl", "web-acl")
+    assert acl.inputs["scope"] == "REGIONAL"
+    rules = {rule["name"]: rule for rule in acl.inputs["rules"]}
+    for group in (
+        "AWSManagedRulesCommonRuleSet",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesAmazonIpReputationList",
+    ):
+        assert rules[group]["statement"]["managedRuleGroupStatement"] == {"vendorName": "AWS", "name": group}
+        assert rules[group]["overrideAction"] == {"none": {}}
+    assert rules["PerIpRateLimit"]["action"] == {"block": {}}
+    assert rules["PerIpRateLimit"]["statement"]["rateBasedStatement"]["aggregateKeyType"] == "IP"
+    assert all(rule["visibilityConfig"]["cloudwatchMetricsEnabled"] for rule in rules.values())
+    association = graph.one("aws:wafv2/webAclAssociation:WebAclAssociation", "stage-association").inputs
+    assert association["resourceArn"] == graph.one("aws:apigateway/stage:Stage", "stage").state["arn"]
+    assert association["webAclArn"] == acl.state["arn"]
+
+
+def test_c10_edge_and_consumers_are_sized_for_1000_tps(graph):
+    settings = graph.one("aws:apigateway/methodSettings:MethodSettings", "all-methods").inputs["settings"]
+    assert settings["throttlingRateLimit"] >= 1000
+    assert settings["throttlingBurstLimit"] >= settings["throttlingRateLimit"]
+    rate_rule = next(
+        r for r in graph.one("aws:wafv2/webAcl:WebAcl", "web-acl").inputs["rules"] if r["name"] == "PerIpRateLimit"
+    )
+    # One provider address at 1,000 TPS sends 300,000 requests per 5 minutes; the rule must not block it.
+    assert rate_rule["statement"]["rateBasedStatement"]["limit"] > 300_000
+    mapping = graph.one(ESM, "fraud-detector-queue-trigger").inputs
+    # 1,000 msg/s in batches of 10 at ~1 s per batch needs ~100 pollers' worth of batches at most.
+    assert mapping["batchSize"] * mapping["scalingConfig"]["maximumConcurrency"] >= 100
+
+
+# --- F findings not covered above ------------------------------------------------------------------
+
+
+def test_f2_interface_endpoints_with_private_dns_for_every_service_the_functions_call(graph):
+    endpoints = {
+        r.inputs["serviceName"]: r.inputs
+        for r in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+        if r.inputs["vpcEndpointType"] == "Interface"
+    }
+    expected = {f"com.amazonaws.us-east-2.{s}" for s in ("sqs", "sns", "logs", "kms", "secretsmanager", "xray")}
+    assert set(endpoints) == expected
+    endpoint_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "endpoint-sg").id
+    subnet_ids = sorted(s.id for s in graph.of_type("aws:ec2/subnet:Subnet"))
+    for endpoint in endpoints.values():
+        assert endpoint["privateDnsEnabled"] is True
+        assert sorted(endpoint["subnetIds"]) == subnet_ids
+        assert endpoint["securityGroupIds"] == [endpoint_sg]
+
+
+def test_f3_f4_f16_private_route_tables_are_associated_and_carry_the_dynamodb_endpoint(graph):
+    route_tables = graph.of_type("aws:ec2/routeTable:RouteTable")
+    associations = graph.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    subnet_ids = {s.id for s in graph.of_type("aws:ec2/subnet:Subnet")}
+    assert {a.inputs["subnetId"] for a in associations} == subnet_ids
+    assert {a.inputs["routeTableId"] for a in associations} == {rt.id for rt in route_tables}
+    gateway = graph.one("aws:ec2/vpcEndpoint:VpcEndpoint", "dynamodb-gateway-endpoint").inputs
+    assert gateway["serviceName"] == "com.amazonaws.us-east-2.dynamodb"
+    assert gateway["vpcEndpointType"] == "Gateway"
+    assert sorted(gateway["routeTableIds"]) == sorted(rt.id for rt in route_tables)
+    assert len(gateway["routeTableIds"]) == 3
+
+
+def test_f10_stage_name_follows_the_environment_not_a_fixed_name(graph):
+    from tests.unit.stack.conftest import evaluate_stack
+
+    assert graph.one("aws:apigateway/stage:Stage", "stage").inputs["stageName"] == "unit"
+    other = evaluate_stack(environment_suffix="qa7")
+    assert other.one("aws:apigateway/stage:Stage", "stage").inputs["stageName"] == "qa7"
+    assert "/qa7/transaction" in other.outputs["api_url"]
+
+
+def test_f13_transactions_table_has_a_write_sharded_merchant_index(graph):
+    table = graph.one(TABLE, "transactions-table").inputs
+    (index,) = table["globalSecondaryIndexes"]
+    assert index["name"] == MERCHANT_INDEX_NAME
+    assert index["hashKey"] == "merchant_shard"
+    assert index["rangeKey"] == "timestamp"
+    index_arn = f"{graph.one(TABLE, 'transactions-table').state['arn']}/index/{MERCHANT_INDEX_NAME}"
+    assert grants(role_statements(graph, "fraud-detector"), "dynamodb:Query", index_arn)
+    env = functions(graph)["fraud-detector"]["environment"]["variables"]
+    assert env["MERCHANT_INDEX_NAME"] == MERCHANT_INDEX_NAME
+    assert int(env["MERCHANT_INDEX_SHARDS"]) > 1
+
+
+def test_f14_every_import_is_packaged_or_provided_by_the_pinned_powertools_layer(graph):
+    pins = (REPO_ROOT / "requirements" / "functions.txt").read_text()
+    assert f"aws-lambda-powertools[tracer,parser]=={POWERTOOLS_VERSION}" in pins
+    (parameter_call,) = [args for token, args in graph.invokes if token == "aws:ssm/getParameter:getParameter"]
+    assert parameter_call["name"] == powertools_layer_parameter() == (
+        f"/aws/service/powertools/python/arm64/python3.12/{POWERTOOLS_VERSION}"
+    )
+    for function in functions(graph).values():
+        (layer,) = function["layers"]
+        assert ":layer:AWSLambdaPowertoolsPythonV3-python312-arm64:" in layer
+        assert function["runtime"] == "python3.12" and function["architectures"] == ["arm64"]
+        module = function["handler"].rsplit(".", 1)[0].replace(".", "/") + ".py"
+        assert module in function_source_files()
+    packaged = function_source_files()
+    assert "tap_pipeline/__init__.py" in packaged
+    assert not [p for p in packaged if "__pycache__" in p or not p.endswith(".py")]
+
+
+def test_f15_queue_triggers_report_partial_batch_failures(graph):
+    for name in ("fraud-detector-queue-trigger", "failed-handler-queue-trigger"):
+        mapping = graph.one(ESM, name).inputs
+        assert mapping["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["batchSize"] == 10
+        assert mapping["scalingConfig"]["maximumConcurrency"] >= 2
+
+
+def test_f17_endpoint_security_group_admits_443_only_from_the_lambda_security_group(graph):
+    endpoint_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "endpoint-sg").id
+    lambda_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "lambda-sg").id
+    (ingress,) = graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert ingress.inputs["securityGroupId"] == endpoint_sg
+    assert ingress.inputs["referencedSecurityGroupId"] == lambda_sg
+    assert (ingress.inputs["fromPort"], ingress.inputs["toPort"], ingress.inputs["ipProtocol"]) == (443, 443, "tcp")
+    assert "cidrIpv4" not in ingress.inputs
+
+
+def test_f19_access_logs_go_to_a_log_group_and_the_account_logging_role_is_set(graph):
+    stage = graph.one("aws:apigateway/stage:Stage", "stage").inputs
+    access_group = graph.one(LOG_GROUP, "access-log-group")
+    assert stage["accessLogSettings"]["destinationArn"] == access_group.state["arn"]
+    assert "$context.requestId" in stage["accessLogSettings"]["format"]
+    account = graph.one("aws:apigateway/account:Account", "account-logging").inputs
+    role = graph.one(ROLE, "cloudwatch-role")
+    assert account["cloudwatchRoleArn"] == role.state["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    settings = graph.one("aws:apigateway/methodSettings:MethodSettings", "all-methods").inputs["settings"]
+    assert settings["loggingLevel"] in {"ERROR", "INFO"} and settings["metricsEnabled"] is True
+    assert settings["dataTraceEnabled"] is False
+
+
+def test_f20_every_function_has_an_async_failure_dead_letter_target(graph):
+    dlq_arn = queue(graph, "async-failure-dlq").state["arn"]
+    for key, function in functions(graph).items():
+        assert function["deadLetterConfig"] == {"targetArn": dlq_arn}
+        assert grants(role_statements(graph, key), "sqs:SendMessage", dlq_arn)
+
+
+def test_f21_seeded_test_merchant_accepts_the_sample_transaction_output(graph):
+    item = json.loads(graph.one("aws:dynamodb/tableItem:TableItem", "test-merchant").inputs["item"])
+    assert item == TEST_MERCHANT_ITEM
+    sample = json.loads(graph.outputs["sample_transaction"])
+    assert sample["merchant_id"] == item["merchant_id"]["S"]
+    assert {"S": sample["currency"]} in item["allowed_currencies"]["L"]
+    assert float(item["min_amount"]["N"]) <= float(sample["amount"]) <= float(item["max_amount"]["N"])
+    assert "number" not in sample["card"]  # the output can be shown anywhere: no card number in it
+
+
+def test_f21_sample_transaction_satisfies_the_api_request_schema(graph):
+    schema = openapi(graph)["components"]["schemas"]["TransactionRequest"]
+    sample = json.loads(graph.outputs["sample_transaction"])
+    assert set(schema.get("required", [])) <= set(sample)
+    assert set(sample) <= set(schema["properties"])
+
+
+def test_openapi_change_triggers_a_redeployment(graph):
+    body = graph.one("aws:apigateway/restApi:RestApi", "rest-api").inputs["body"]
+    deployment = graph.one("aws:apigateway/deployment:Deployment", "deployment").inputs
+    assert deployment["triggers"] == {"openapi_sha256": hashlib.sha256(body.encode()).hexdigest()}
+
+
+def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
+    alarms = {a.name: a.inputs for a in graph.of_type(ALARM)}
+    ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
+    expected = {
+        "transaction-dlq-depth-alarm",
+        "failed-handler-dlq-depth-alarm",
+        "lambda-async-dlq-depth-alarm",
+        "transaction-queue-oldest-message-age-alarm",
+        "api-5xx-rate-alarm",
+        "api-p99-latency-alarm",
+        *(f"{k}-throttles-alarm" for k in ("validator", "fraud-detector", "failed-handler")),
+        *(f"{t}-throttles-alarm" for t in ("merchant-config-table", "transactions-table", "fraud-state-table")),
+        "idempotency-table-throttles-alarm",
+    }
+    assert expected <= set(alarms)
+    for alarm in alarms.values():
+        assert alarm["alarmActions"] == [ops_topic]
+    depth = alarms["transaction-dlq-depth-alarm"]["metricQueries"][0]["metric"]
+    assert depth["metricName"] == "ApproximateNumberOfMessagesVisible"
+    assert depth["dimensions"] == {"QueueName": queue(graph, "transaction-dlq").inputs["name"]}
+    assert alarms["transaction-dlq-depth-alarm"]["threshold"] == 0
+    api = {q["id"]: q for q in alarms["api-5xx-rate-alarm"]["metricQueries"]}
+    assert api["errors5xx"]["metric"]["metricName"] == "5XXError"
+    assert api["rate5xx"]["expression"] == "IF(requests > 0, 100 * errors5xx / requests, 0)"
