@@ -224,7 +224,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         resource_id, state = self.answers.resource_state(args.typ, args.name, dict(args.inputs))
-        self.graph.resources.append(RecordedResource(args.typ, args.name, dict(args.inputs), state, resource_id))
+        recorded = RecordedResource(args.typ, args.name, dict(args.inputs), state, resource_id)
+        self.graph.resources.append(recorded)
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:

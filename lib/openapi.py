@@ -155,13 +155,20 @@ def build_openapi_document(
         "components": {
             "securitySchemes": {API_KEY_SCHEME: {"type": "apiKey", "name": "x-api-key", "in": "header"}},
             "schemas": {
-                "TransactionRequest": copy.deepcopy(request_schema),
+                "TransactionRequest": openapi_schema(request_schema),
                 "TransactionAccepted": _ACCEPTED_SCHEMA,
                 "TransactionStatus": _STATUS_SCHEMA,
                 "Error": _ERROR_SCHEMA,
             },
         },
     }
+
+
+def openapi_schema(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema as an OpenAPI schema object: OpenAPI has no `$schema` keyword."""
+    schema = copy.deepcopy(json_schema)
+    schema.pop("$schema", None)
+    return schema
 
 
 def transaction_request_schema() -> dict[str, Any]:

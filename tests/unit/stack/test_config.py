@@ -33,7 +33,9 @@ def config(monkeypatch):
     pulumi.runtime.set_mocks(NoResourceMocks(), project=PROJECT)
 
     def apply(values: dict[str, str]) -> None:
-        pulumi.runtime.set_all_config({key if ":" in key else f"{PROJECT}:{key}": v for key, v in values.items()})
+        pulumi.runtime.set_all_config(
+            {key if ":" in key else f"{PROJECT}:{key}": v for key, v in values.items()}
+        )
 
     yield apply
     pulumi.runtime.set_all_config({})

@@ -65,7 +65,9 @@ def test_every_named_resource_carries_the_environment_suffix(eu_graph):
     assert len(named) > 40
     missing = [entry for entry in named if UNUSUAL_SUFFIX not in entry[3]]
     assert not missing, f"names without the suffix: {missing}"
-    name_tags = [r.inputs["tags"]["Name"] for r in eu_graph.custom_resources() if "Name" in r.inputs.get("tags", {})]
+    name_tags = [
+        r.inputs["tags"]["Name"] for r in eu_graph.custom_resources() if "Name" in r.inputs.get("tags", {})
+    ]
     assert name_tags and all(UNUSUAL_SUFFIX in tag for tag in name_tags)
 
 
@@ -78,9 +80,11 @@ def test_f22_every_taggable_resource_has_component_and_purpose_tags(graph):
         assert tags.get("Purpose"), f"{resource.type} {resource.name} has no Purpose tag"
         assert tags.get("Environment") == "unit"
     (provider,) = graph.of_type("pulumi:providers:aws")
-    default_tags = json.loads(provider.inputs["defaultTags"]) if isinstance(
-        provider.inputs["defaultTags"], str
-    ) else provider.inputs["defaultTags"]
+    default_tags = (
+        json.loads(provider.inputs["defaultTags"])
+        if isinstance(provider.inputs["defaultTags"], str)
+        else provider.inputs["defaultTags"]
+    )
     assert default_tags["tags"]["Project"] == "tap-transaction-pipeline"
 
 

@@ -150,7 +150,11 @@ def test_p9_f5_dashboard_graphs_each_function_by_its_function_name_dimension(gra
     body = json.loads(graph.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs["dashboardBody"])
     names = {f["name"] for f in functions(graph).values()}
     by_title = {w["properties"]["title"]: w["properties"]["metrics"] for w in body["widgets"]}
-    for title, metric in (("Invocations", "Invocations"), ("Errors", "Errors"), ("Duration (p99)", "Duration")):
+    for title, metric in (
+        ("Invocations", "Invocations"),
+        ("Errors", "Errors"),
+        ("Duration (p99)", "Duration"),
+    ):
         lines = by_title[title]
         assert {tuple(line[:3]) for line in lines} == {("AWS/Lambda", metric, "FunctionName")}
         assert {line[3] for line in lines} == names
@@ -159,7 +163,9 @@ def test_p9_f5_dashboard_graphs_each_function_by_its_function_name_dimension(gra
 def test_p10_f11_outputs_are_the_documented_keys_with_real_values(graph):
     outputs = graph.outputs
     assert tuple(outputs) == OUTPUT_KEYS
-    assert re.fullmatch(r"https://\w+\.execute-api\.us-east-2\.amazonaws\.com/unit/transaction", outputs["api_url"])
+    assert re.fullmatch(
+        r"https://\w+\.execute-api\.us-east-2\.amazonaws\.com/unit/transaction", outputs["api_url"]
+    )
     assert outputs["dashboard_url"].startswith("https://us-east-2.console.aws.amazon.com/cloudwatch/home")
     assert outputs["dashboard_url"].endswith("#dashboards/dashboard/tap-pipeline-unit")
     assert outputs["transaction_queue_url"] == queue(graph, "transaction-queue").state["url"]
@@ -179,7 +185,11 @@ def test_c1_functions_run_only_in_three_private_subnets_across_three_azs(graph):
     for function in functions(graph).values():
         assert sorted(function["vpcConfig"]["subnetIds"]) == subnet_ids
         assert function["vpcConfig"]["securityGroupIds"] == [lambda_sg]
-    forbidden = {"aws:ec2/internetGateway:InternetGateway", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip"}
+    forbidden = {
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/eip:Eip",
+    }
     assert not [r for r in graph.resources if r.type in forbidden]
     assert not graph.of_type("aws:ec2/route:Route")
     assert all(not rt.inputs.get("routes") for rt in graph.of_type("aws:ec2/routeTable:RouteTable"))
@@ -311,7 +321,9 @@ def test_c10_edge_and_consumers_are_sized_for_1000_tps(graph):
     assert settings["throttlingRateLimit"] >= 1000
     assert settings["throttlingBurstLimit"] >= settings["throttlingRateLimit"]
     rate_rule = next(
-        r for r in graph.one("aws:wafv2/webAcl:WebAcl", "web-acl").inputs["rules"] if r["name"] == "PerIpRateLimit"
+        r
+        for r in graph.one("aws:wafv2/webAcl:WebAcl", "web-acl").inputs["rules"]
+        if r["name"] == "PerIpRateLimit"
     )
     # One provider address at 1,000 TPS sends 300,000 requests per 5 minutes; the rule must not block it.
     assert rate_rule["statement"]["rateBasedStatement"]["limit"] > 300_000
@@ -329,7 +341,9 @@ def test_f2_interface_endpoints_with_private_dns_for_every_service_the_functions
         for r in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
         if r.inputs["vpcEndpointType"] == "Interface"
     }
-    expected = {f"com.amazonaws.us-east-2.{s}" for s in ("sqs", "sns", "logs", "kms", "secretsmanager", "xray")}
+    expected = {
+        f"com.amazonaws.us-east-2.{s}" for s in ("sqs", "sns", "logs", "kms", "secretsmanager", "xray")
+    }
     assert set(endpoints) == expected
     endpoint_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "endpoint-sg").id
     subnet_ids = sorted(s.id for s in graph.of_type("aws:ec2/subnet:Subnet"))
@@ -377,9 +391,13 @@ def test_f13_transactions_table_has_a_write_sharded_merchant_index(graph):
 def test_f14_every_import_is_packaged_or_provided_by_the_pinned_powertools_layer(graph):
     pins = (REPO_ROOT / "requirements" / "functions.txt").read_text()
     assert f"aws-lambda-powertools[tracer,parser]=={POWERTOOLS_VERSION}" in pins
-    (parameter_call,) = [args for token, args in graph.invokes if token == "aws:ssm/getParameter:getParameter"]
-    assert parameter_call["name"] == powertools_layer_parameter() == (
-        f"/aws/service/powertools/python/arm64/python3.12/{POWERTOOLS_VERSION}"
+    (parameter_call,) = [
+        args for token, args in graph.invokes if token == "aws:ssm/getParameter:getParameter"
+    ]
+    assert (
+        parameter_call["name"]
+        == powertools_layer_parameter()
+        == (f"/aws/service/powertools/python/arm64/python3.12/{POWERTOOLS_VERSION}")
     )
     for function in functions(graph).values():
         (layer,) = function["layers"]
@@ -406,7 +424,11 @@ def test_f17_endpoint_security_group_admits_443_only_from_the_lambda_security_gr
     (ingress,) = graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     assert ingress.inputs["securityGroupId"] == endpoint_sg
     assert ingress.inputs["referencedSecurityGroupId"] == lambda_sg
-    assert (ingress.inputs["fromPort"], ingress.inputs["toPort"], ingress.inputs["ipProtocol"]) == (443, 443, "tcp")
+    assert (ingress.inputs["fromPort"], ingress.inputs["toPort"], ingress.inputs["ipProtocol"]) == (
+        443,
+        443,
+        "tcp",
+    )
     assert "cidrIpv4" not in ingress.inputs
 
 
@@ -466,7 +488,10 @@ def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
         "api-5xx-rate-alarm",
         "api-p99-latency-alarm",
         *(f"{k}-throttles-alarm" for k in ("validator", "fraud-detector", "failed-handler")),
-        *(f"{t}-throttles-alarm" for t in ("merchant-config-table", "transactions-table", "fraud-state-table")),
+        *(
+            f"{t}-throttles-alarm"
+            for t in ("merchant-config-table", "transactions-table", "fraud-state-table")
+        ),
         "idempotency-table-throttles-alarm",
     }
     assert expected <= set(alarms)
