@@ -79,7 +79,9 @@ class Api(TaggedComponent):
             description="Card transaction intake",
             body=self.openapi_document,
             endpoint_configuration={"types": "REGIONAL"},
-            fail_on_warnings=True,
+            # Import warnings (e.g. a schema keyword API Gateway ignores) show in the deployment
+            # diagnostics; failing on them would make a harmless keyword block a release.
+            fail_on_warnings=False,
             tags=self.tags("transaction-intake-api"),
             opts=child,
         )
