@@ -217,14 +217,30 @@ class AwsLikeAnswers:
         return answers[token]()
 
 
+_SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"  # noqa: S105 - pulumi.runtime.rpc._special_sig_key
+_SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - pulumi.runtime.rpc._special_secret_sig
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Inputs marked secret arrive wrapped; the graph keeps plain values (it never leaves the process)."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIGNATURE_KEY) == _SECRET_SIGNATURE:
+            return unwrap_secrets(value["value"])
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, answers: AwsLikeAnswers, graph: StackGraph):
         self.answers = answers
         self.graph = graph
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-        resource_id, state = self.answers.resource_state(args.typ, args.name, dict(args.inputs))
-        recorded = RecordedResource(args.typ, args.name, dict(args.inputs), state, resource_id)
+        inputs = unwrap_secrets(dict(args.inputs))
+        resource_id, state = self.answers.resource_state(args.typ, args.name, inputs)
+        recorded = RecordedResource(args.typ, args.name, inputs, state, resource_id)
         self.graph.resources.append(recorded)
         return resource_id, state
 

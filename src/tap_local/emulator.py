@@ -1,0 +1,56 @@
+"""The embedded AWS emulator: moto's threaded server on loopback, and clients bound to it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+LOOPBACK = "127.0.0.1"
+# moto's fixed account; ARNs the mock engine builds must match what moto returns.
+EMULATOR_ACCOUNT_ID = "123456789012"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+@dataclass
+class Emulator:
+    """A running moto server; `client(service)` talks to it."""
+
+    region: str
+    port: int = 0
+    _server: ThreadedMotoServer | None = None
+
+    def start(self) -> Emulator:
+        # Credentials for this process's own clients; never real ones, never from the environment.
+        for key, value in CREDENTIALS.items():
+            os.environ.setdefault(key, value)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
+        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=self.port, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]  # the real port when 0 asked for any free one
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+        )

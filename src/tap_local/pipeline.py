@@ -1,0 +1,297 @@
+"""`LocalPipeline`: evaluate the stack into the emulator, then run its functions, triggers and API."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib.config import StackSettings
+from lib.graph import StackGraph, evaluate
+from lib.tap_stack import build
+from tap_local.answers import LocalAnswers
+from tap_local.emulator import CREDENTIALS, Emulator
+from tap_local.gateway import ApiKeyPlan, LocalRestApi
+from tap_local.pollers import BatchOutcome, MappingSpec, SqsPoller
+from tap_local.workers import FunctionSpec, FunctionWorkers, Invocation
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LocalConfig:
+    """Where and how the local pipeline runs; every field has an environment variable."""
+
+    region: str = field(default_factory=lambda: os.environ.get("TAP_LOCAL_REGION", "us-east-2"))
+    environment_suffix: str = field(default_factory=lambda: os.environ.get("TAP_LOCAL_SUFFIX", "local"))
+    alert_email: str = field(
+        default_factory=lambda: os.environ.get("TAP_LOCAL_ALERT_EMAIL", "alerts@example.com")
+    )
+    emulator_port: int = field(default_factory=lambda: int(os.environ.get("TAP_LOCAL_EMULATOR_PORT", "4566")))
+    api_port: int = field(default_factory=lambda: int(os.environ.get("TAP_LOCAL_API_PORT", "3000")))
+    workers_per_function: int = field(default_factory=lambda: int(os.environ.get("TAP_LOCAL_WORKERS", "2")))
+    retry_delay_seconds: int = field(
+        default_factory=lambda: int(os.environ.get("TAP_LOCAL_RETRY_DELAY", "2"))
+    )
+    workdir: Path = field(
+        default_factory=lambda: Path(os.environ.get("TAP_LOCAL_WORKDIR", REPO_ROOT / ".local"))
+    )
+    outputs_path: Path = field(default_factory=lambda: REPO_ROOT / "cfn-outputs" / "flat-outputs.json")
+    verbose: bool = True
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.workdir / "outbox.jsonl"
+
+
+def function_specs(graph: StackGraph) -> list[FunctionSpec]:
+    return [
+        FunctionSpec(
+            name=f.inputs["name"],
+            arn=f.state["arn"],
+            handler=f.inputs["handler"],
+            environment=dict(f.inputs["environment"]["variables"]),
+            timeout_seconds=int(f.inputs["timeout"]),
+            memory_mb=int(f.inputs["memorySize"]),
+            log_group=f.inputs["loggingConfig"]["logGroup"],
+        )
+        for f in graph.of_type("aws:lambda/function:Function")
+    ]
+
+
+def mapping_specs(graph: StackGraph) -> list[tuple[str, MappingSpec]]:
+    """(function ARN, mapping) for every SQS event source mapping the stack defines."""
+    queues = {q.state["arn"]: q for q in graph.of_type("aws:sqs/queue:Queue")}
+    mappings = []
+    for mapping in graph.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
+        inputs = mapping.inputs
+        source = queues[inputs["eventSourceArn"]]
+        mappings.append(
+            (
+                inputs["functionName"],
+                MappingSpec(
+                    queue_url=source.state["url"],
+                    queue_arn=source.state["arn"],
+                    batch_size=int(inputs.get("batchSize") or 10),
+                    batching_window_seconds=float(inputs.get("maximumBatchingWindowInSeconds") or 0),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (inputs.get("functionResponseTypes") or []),
+                    maximum_concurrency=int(
+                        (inputs.get("scalingConfig") or {}).get("maximumConcurrency") or 1000
+                    ),
+                ),
+            )
+        )
+    return mappings
+
+
+def api_key_plans(graph: StackGraph) -> list[ApiKeyPlan]:
+    keys = {k.id: k for k in graph.of_type("aws:apigateway/apiKey:ApiKey")}
+    plans = {p.id: p for p in graph.of_type("aws:apigateway/usagePlan:UsagePlan")}
+    result = []
+    for binding in graph.of_type("aws:apigateway/usagePlanKey:UsagePlanKey"):
+        key, plan = keys[binding.inputs["keyId"]], plans[binding.inputs["usagePlanId"]]
+        throttle = plan.inputs.get("throttleSettings") or {}
+        result.append(
+            ApiKeyPlan(
+                key_id=key.id,
+                value=key.state["value"],
+                rate_limit=float(throttle.get("rateLimit", 10_000)),
+                burst_limit=float(throttle.get("burstLimit", 5_000)),
+            )
+        )
+    return result
+
+
+class LocalPipeline:
+    """Start with `start()` (or as a context manager); `stop()` leaves no process or port behind."""
+
+    def __init__(self, config: LocalConfig | None = None):
+        self.config = config or LocalConfig()
+        self.emulator = Emulator(self.config.region, self.config.emulator_port)
+        self.graph: StackGraph | None = None
+        self.answers: LocalAnswers | None = None
+        self.workers: dict[str, FunctionWorkers] = {}
+        self.pollers: list[SqsPoller] = []
+        self.api: LocalRestApi | None = None
+        self._stop = threading.Event()
+        self._outbox_thread: threading.Thread | None = None
+        self._print_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> LocalPipeline:
+        config = self.config
+        config.workdir.mkdir(parents=True, exist_ok=True)
+        (config.workdir / "logs").mkdir(exist_ok=True)
+        try:
+            self.emulator.start()
+            self.api = LocalRestApi(self._log_request, port=config.api_port)
+            self._evaluate_stack()
+            self._start_functions()
+            self._start_api()
+            self._start_outbox()
+            self._write_outputs()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.api is not None:
+            self.api.stop()
+        for poller in self.pollers:
+            poller.stop()
+        for workers in self.workers.values():
+            workers.close()
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(timeout=5)
+        self.emulator.stop()
+
+    def __enter__(self) -> LocalPipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _evaluate_stack(self) -> None:
+        config = self.config
+        settings = StackSettings(
+            environment_suffix=config.environment_suffix, region=config.region, alert_email=config.alert_email
+        )
+        assert self.api is not None
+        self.answers = LocalAnswers(emulator=self.emulator, api_base_url=self.api.base_url)
+        self.graph = evaluate(lambda: build(settings).outputs, self.answers, stack=config.environment_suffix)
+
+    def _start_functions(self) -> None:
+        assert self.graph is not None
+        # The code asset's root, like LAMBDA_TASK_ROOT: the functions can import only their own package.
+        environment_base = {"PYTHONPATH": str(REPO_ROOT / "src"), "LAMBDA_TASK_ROOT": str(REPO_ROOT / "src")}
+        by_arn: dict[str, FunctionWorkers] = {}
+        for spec in function_specs(self.graph):
+            environment = {
+                **environment_base,
+                **spec.process_environment(self.config.region, self.emulator.endpoint_url, CREDENTIALS),
+            }
+            log_path = self.config.workdir / "logs" / f"{spec.name}.log"
+            workers = FunctionWorkers(spec, environment, log_path, self.config.workers_per_function)
+            self.workers[spec.name] = by_arn[spec.arn] = workers
+        for function_arn, mapping in mapping_specs(self.graph):
+            poller = SqsPoller(
+                mapping,
+                by_arn[function_arn],
+                lambda: self.emulator.client("sqs"),
+                self.config.region,
+                self.config.retry_delay_seconds,
+                self._log_batch,
+                poller_count=self.config.workers_per_function,
+            )
+            poller.start()
+            self.pollers.append(poller)
+
+    def _start_api(self) -> None:
+        assert self.graph is not None
+        rest_api = self.graph.of_type("aws:apigateway/restApi:RestApi")[0]
+        stage = self.graph.of_type("aws:apigateway/stage:Stage")[0]
+        document = json.loads(rest_api.inputs["body"])
+        integration_uris = {
+            op["x-amazon-apigateway-integration"]["uri"]
+            for path in document["paths"].values()
+            for op in path.values()
+        }
+        (uri,) = integration_uris  # one function behind every route
+        workers = next(w for w in self.workers.values() if w.spec.arn in uri)
+        assert self.api is not None
+        self.api.serve(document, stage.inputs["stageName"], rest_api.id, api_key_plans(self.graph), workers)
+
+    def _start_outbox(self) -> None:
+        assert self.answers is not None
+        subscriptions = list(self.answers.email_subscriptions)
+        self.config.outbox_path.touch()
+
+        def drain() -> None:
+            sqs = self.emulator.client("sqs")
+            while not self._stop.is_set():
+                for subscription in subscriptions:
+                    try:
+                        messages = sqs.receive_message(
+                            QueueUrl=subscription.outbox_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                        ).get("Messages", [])
+                    except Exception:
+                        messages = []
+                    for message in messages:
+                        envelope = json.loads(message["Body"])
+                        record = {
+                            "to": subscription.endpoint,
+                            "topic": subscription.topic_arn,
+                            "subject": envelope.get("Subject"),
+                            "message": envelope.get("Message"),
+                            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        }
+                        with self.config.outbox_path.open("a") as outbox:
+                            outbox.write(json.dumps(record) + "\n")
+                        sqs.delete_message(
+                            QueueUrl=subscription.outbox_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                        )
+                        self._say(f"email to {subscription.endpoint}: {record['subject']}")
+                self._stop.wait(0.3)
+
+        self._outbox_thread = threading.Thread(target=drain, name="outbox", daemon=True)
+        self._outbox_thread.start()
+
+    def _write_outputs(self) -> None:
+        assert self.graph is not None
+        self.config.outputs_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config.outputs_path.write_text(json.dumps(self.graph.outputs, indent=2) + "\n")
+
+    # -- reporting ---------------------------------------------------------------------------------
+    @property
+    def outputs(self) -> dict[str, Any]:
+        assert self.graph is not None
+        return self.graph.outputs
+
+    def aws_only_resources(self) -> list[tuple[str, str]]:
+        assert self.answers is not None
+        return self.answers.aws_only
+
+    def _say(self, line: str) -> None:
+        if self.config.verbose:
+            with self._print_lock:
+                print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    def _log_request(self, method: str, path: str, status: int, invocation: Invocation | None) -> None:
+        detail = ""
+        if invocation is not None:
+            body = invocation.payload.get("body") if isinstance(invocation.payload, dict) else None
+            transaction_id = _field(body, "transaction_id")
+            detail = f" validator {invocation.duration_ms:.0f} ms" + (
+                f" txn={transaction_id}" if transaction_id else ""
+            )
+            if invocation.error:
+                detail += f" error={invocation.error.get('errorType')}"
+        self._say(f"API {method} {path} -> {status}{detail}")
+
+    def _log_batch(self, outcome: BatchOutcome) -> None:
+        for message_id in outcome.message_ids:
+            transaction_id = (
+                _field(outcome.bodies.get(message_id), "transaction_id") or f"message {message_id}"
+            )
+            verdict = "retry" if message_id in outcome.failed_ids else "done"
+            error = outcome.invocation.error
+            self._say(
+                f"{outcome.function}: {transaction_id} {verdict}"
+                + (f" ({error.get('errorType')}: {error.get('errorMessage')})" if error else "")
+            )
+
+
+def _field(body: str | None, name: str) -> str | None:
+    try:
+        value = json.loads(body or "")
+    except ValueError:
+        return None
+    return value.get(name) if isinstance(value, dict) else None

@@ -1,0 +1,175 @@
+"""Lambda-like execution: each function in its own worker processes, with its own environment.
+
+A worker process (`tap_local.runtime`) imports the handler once (so module-level state survives
+between invocations, as in a warm Lambda sandbox), then serves invocations over its stdin/stdout.
+The parent enforces the function's timeout by killing the process, and reports errors in Lambda's
+shape (`errorType` / `errorMessage`), so callers see what API Gateway or an event source mapping
+would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the stack defines for one function, plus where the emulator is."""
+
+    name: str
+    arn: str
+    handler: str
+    environment: dict[str, str]
+    timeout_seconds: int
+    memory_mb: int
+    log_group: str
+
+    def process_environment(
+        self, region: str, endpoint_url: str, credentials: dict[str, str]
+    ) -> dict[str, str]:
+        """The stack's variables, the ones Lambda sets itself, and the emulator's address."""
+        return {
+            **self.environment,
+            **credentials,
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_LAMBDA_FUNCTION_NAME": self.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": self.log_group,
+            "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:0",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "_HANDLER": self.handler,
+            # There is no X-Ray daemon on this machine; Powertools' tracer becomes a no-op.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+
+@dataclass
+class Invocation:
+    """The outcome of one invocation, as Lambda would report it."""
+
+    payload: Any = None
+    error: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Sandbox:
+    """One worker process running `tap_local.runtime`, talking JSON lines over its stdin/stdout."""
+
+    def __init__(self, environment: dict[str, str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tap_local.runtime"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            text=True,
+            bufsize=1,
+        )
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The response line, or None when the timeout passes first."""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.process.stdout.readline()
+        if not line:
+            raise EOFError(f"worker exited with {self.process.poll()}")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+
+
+class FunctionWorkers:
+    """A pool of sandboxes for one function; `invoke` blocks like a synchronous Lambda invoke."""
+
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], log_path: Path, concurrency: int):
+        self.spec = spec
+        self._environment = {
+            **environment,
+            "TAP_LOCAL_LOG_PATH": str(log_path),
+            "TAP_LOCAL_FUNCTION_ARN": spec.arn,
+        }
+        self._idle: queue.Queue[_Sandbox] = queue.Queue()
+        self._all: list[_Sandbox] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(concurrency):
+            self._add_sandbox()
+
+    def _add_sandbox(self) -> None:
+        sandbox = _Sandbox(self._environment)
+        with self._lock:
+            self._all.append(sandbox)
+        self._idle.put(sandbox)
+
+    def _replace(self, sandbox: _Sandbox) -> None:
+        sandbox.stop()
+        with self._lock:
+            self._all.remove(sandbox)
+        if not self._closed:
+            self._add_sandbox()
+
+    def invoke(self, event: Any) -> Invocation:
+        invocation = Invocation()
+        sandbox = self._idle.get()
+        started = time.perf_counter()
+        deadline = time.time() + self.spec.timeout_seconds
+        try:
+            sandbox.send({"request_id": invocation.request_id, "event": event, "deadline": deadline})
+            response = sandbox.receive(self.spec.timeout_seconds)
+        except (EOFError, OSError, ValueError) as exc:
+            invocation.error = {"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {exc}"}
+            self._replace(sandbox)
+            return invocation
+        finally:
+            invocation.duration_ms = (time.perf_counter() - started) * 1000
+        if response is None:
+            invocation.error = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {self.spec.timeout_seconds:.2f} seconds",
+            }
+            self._replace(sandbox)  # Lambda discards a timed-out sandbox too
+            return invocation
+        if "error" in response:
+            invocation.error = response["error"]
+        else:
+            invocation.payload = json.loads(response["payload"])
+        self._idle.put(sandbox)
+        return invocation
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            sandboxes = list(self._all)
+        for sandbox in sandboxes:
+            sandbox.stop()
