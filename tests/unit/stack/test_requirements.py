@@ -464,6 +464,21 @@ def test_f21_seeded_test_merchant_accepts_the_sample_transaction_output(graph):
     assert "number" not in sample["card"]  # the output can be shown anywhere: no card number in it
 
 
+def test_f21_strict_test_merchant_overrides_are_rules_the_fraud_engine_knows(graph):
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from tap_pipeline.rules import DEFAULT_RULES, effective_rules
+
+    raw = json.loads(graph.one("aws:dynamodb/tableItem:TableItem", "strict-test-merchant").inputs["item"])
+    item = {key: TypeDeserializer().deserialize(value) for key, value in raw.items()}
+    assert item["merchant_id"] == "test-merchant-strict"
+    rules, ignored = effective_rules(item["rule_overrides"])
+    assert ignored == []
+    assert set(item["rule_overrides"]) == set(DEFAULT_RULES)
+    assert all(rule.weight == 100 for rule in rules.values())
+    assert rules["amount_over_limit"].threshold == 1000
+
+
 def test_f21_sample_transaction_satisfies_the_api_request_schema(graph):
     schema = openapi(graph)["components"]["schemas"]["TransactionRequest"]
     sample = json.loads(graph.outputs["sample_transaction"])
