@@ -85,7 +85,8 @@ def test_p1_get_transaction_status_route_exists_with_validated_path(graph):
     assert get["security"] == [{"api_key": []}]
     (parameter,) = get["parameters"]
     assert parameter["in"] == "path" and parameter["required"] is True
-    assert parameter["schema"]["pattern"]
+    request_schema = openapi(graph)["components"]["schemas"]["TransactionRequest"]
+    assert parameter["schema"]["pattern"] == request_schema["properties"]["transaction_id"]["pattern"]
 
 
 def test_p2_validator_reads_the_merchant_config_table(graph):
