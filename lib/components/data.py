@@ -16,6 +16,16 @@ from lib.components.base import AwsContext, TaggedComponent
 
 MERCHANT_INDEX_NAME = "merchant-index"
 TEST_MERCHANT_ID = "test-merchant-001"
+STRICT_TEST_MERCHANT_ID = "test-merchant-strict"
+STRICT_RULES = (
+    "velocity_1m",
+    "velocity_1h",
+    "amount_spike",
+    "card_testing",
+    "duplicate",
+    "geo_mismatch",
+    "amount_over_limit",
+)
 
 # The merchant the integration tests (F21) and the sample transaction use, in DynamoDB JSON.
 TEST_MERCHANT_ITEM = {
@@ -27,6 +37,25 @@ TEST_MERCHANT_ITEM = {
     "max_amount": {"N": "5000"},
     "country": {"S": "US"},
 }
+# A second merchant on which any single rule flags (every weight 100, review limit 1,000), so each
+# fraud pattern can be proven on its own by the integration tests and the demo.
+STRICT_TEST_MERCHANT_ITEM = {
+    **TEST_MERCHANT_ITEM,
+    "merchant_id": {"S": STRICT_TEST_MERCHANT_ID},
+    "name": {"S": "Integration test merchant, strict rules"},
+    "rule_overrides": {
+        "M": {
+            rule: {
+                "M": {
+                    "weight": {"N": "100"},
+                    **({"threshold": {"N": "1000"}} if rule == "amount_over_limit" else {}),
+                }
+            }
+            for rule in STRICT_RULES
+        }
+    },
+}
+TEST_MERCHANT_ITEMS = {"test-merchant": TEST_MERCHANT_ITEM, "strict-test-merchant": STRICT_TEST_MERCHANT_ITEM}
 
 
 @dataclass
@@ -85,13 +114,14 @@ class Data(TaggedComponent):
         )
 
         if args.seed_test_merchant:
-            aws.dynamodb.TableItem(
-                "test-merchant",
-                table_name=self.merchant_config_table.name,
-                hash_key="merchant_id",
-                item=json.dumps(TEST_MERCHANT_ITEM),
-                opts=self.child_opts,
-            )
+            for resource_name, item in TEST_MERCHANT_ITEMS.items():
+                aws.dynamodb.TableItem(
+                    resource_name,
+                    table_name=self.merchant_config_table.name,
+                    hash_key="merchant_id",
+                    item=json.dumps(item),
+                    opts=self.child_opts,
+                )
 
         self.register_outputs(
             {

@@ -1,6 +1,6 @@
 """Queues and topics (P3, P6, P8, C8, F8, F20).
 
-    validator --> transaction queue --(5 receives)--> transaction DLQ --(5 receives)--> parking DLQ
+    validator --> transaction queue --(5 receives)--> transaction DLQ --(10 in all)--> parking DLQ
                         |                                   |
                   fraud detector                      failed handler
     async invocation failures of any function --> async-failure DLQ
@@ -26,6 +26,10 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # C8
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 # AWS guidance for Lambda-consumed queues is 5 or more, so throttled polls never dead-letter a good message.
 MAX_RECEIVE_COUNT = 5
+# A message keeps its receive count when it moves to a dead-letter queue (the emulator does this,
+# and AWS documents no reset), so the DLQ's own redrive must allow more receives than the source's,
+# or the failed handler would never see a message before it is parked.
+DLQ_MAX_RECEIVE_COUNT = 2 * MAX_RECEIVE_COUNT
 KMS_DATA_KEY_REUSE_SECONDS = 300  # caches data keys so 1,000 msg/s do not mean 1,000 KMS calls/s
 SQS_ACTIONS = ["sqs:*"]  # only ever used in a Deny (TLS-only); never granted
 
@@ -53,6 +57,7 @@ class Messaging(TaggedComponent):
             DLQ_RETENTION_SECONDS,
             TRANSACTION_VISIBILITY_TIMEOUT_SECONDS,
             dead_letter_target=self.parking_dlq,
+            max_receive_count=DLQ_MAX_RECEIVE_COUNT,
         )
         self.transaction_queue = self._queue(
             "transaction-queue",
@@ -86,10 +91,11 @@ class Messaging(TaggedComponent):
         retention_seconds: int,
         visibility_timeout_seconds: int,
         dead_letter_target: aws.sqs.Queue | None = None,
+        max_receive_count: int = MAX_RECEIVE_COUNT,
     ) -> aws.sqs.Queue:
         redrive_policy = (
             dead_letter_target.arn.apply(
-                lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+                lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count})
             )
             if dead_letter_target is not None
             else None

@@ -1,0 +1,204 @@
+"""End to end through the API, queue, functions, tables and topics, from the outputs file only."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Api, Inbox, aws_client, unique_token
+
+STRICT_MERCHANT = "test-merchant-strict"
+DEPLOYED = os.environ.get("TAP_INTEGRATION_TARGET") == "deployed"
+# A dead-lettered message needs maxReceiveCount visibility timeouts in AWS (5 x 300 s).
+DEAD_LETTER_TIMEOUT = 1800 if DEPLOYED else 90
+
+
+def luhn_pan(prefix: str = "4", length: int = 16) -> str:
+    """A random Luhn-valid card number (a test number, never a real card)."""
+    digits = [int(d) for d in prefix] + [random.randint(0, 9) for _ in range(length - len(prefix) - 1)]  # noqa: S311
+    total = 0
+    for index, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if index % 2 == 0 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
+
+
+def body(merchant: str = "test-merchant-001", amount: str = "25.00", **extra: Any) -> dict[str, Any]:
+    return {
+        "merchant_id": merchant,
+        "amount": amount,
+        "currency": "USD",
+        "card": {"token": unique_token()},
+        **extra,
+    }
+
+
+def submit_all(api: Api, bodies: list[dict[str, Any]]) -> list[str]:
+    ids = []
+    for request in bodies:
+        response = api.post(request)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["transaction_id"])
+    return ids
+
+
+def finals(api: Api, ids: list[str]) -> list[dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(api.wait_for_final, ids))
+
+
+def alerts_for(inbox: Inbox, transaction_id: str) -> list[dict[str, Any]]:
+    return inbox.matching(lambda alert: alert.get("transaction_id") == transaction_id)
+
+
+def assert_flagged_once(
+    api: Api, inbox: Inbox, ids: list[str], rule: str, chosen: Callable[[list[dict]], dict] | None = None
+) -> dict[str, Any]:
+    """Some transaction among `ids` is FLAGGED for `rule`, and each flagged one alerted exactly once."""
+    results = finals(api, ids)
+    flagged = [
+        r for r in results if r["status"] == "FLAGGED" and any(x.startswith(rule) for x in r["reasons"])
+    ]
+    assert flagged, f"none FLAGGED for {rule}: {[(r['status'], r['reasons']) for r in results]}"
+    for record in (r for r in results if r["status"] == "FLAGGED"):
+        alerts = alerts_for(inbox, record["transaction_id"])
+        assert len(alerts) == 1, f"{record['transaction_id']}: {len(alerts)} alerts"
+        assert alerts[0]["reasons"] == record["reasons"]
+    return flagged[0] if chosen is None else chosen(flagged)
+
+
+def test_accepted_transaction_ends_cleared_and_get_reports_it(api: Api, fraud_alerts: Inbox):
+    response = api.post(body())
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status"] == "PENDING"
+    record = api.wait_for_final(accepted["transaction_id"])
+    assert record["status"] == "CLEARED"
+    assert record["reasons"] == []
+    assert alerts_for(fraud_alerts, accepted["transaction_id"]) == []
+
+
+def test_card_number_is_never_echoed_beyond_bin_and_last4(api: Api):
+    pan = luhn_pan()
+    response = api.post({**body(), "card": {"number": pan, "expiry": "12/39", "cvv": "737"}})
+    assert response.status_code == 202, response.text
+    record = api.wait_for_final(response.json()["transaction_id"])
+    assert record["card"] == {"bin": pan[:6], "last4": pan[-4:]}
+    assert pan not in json.dumps(record) and pan not in response.text
+
+
+def test_velocity_pattern_is_flagged_with_exactly_one_alert(api: Api, fraud_alerts: Inbox):
+    token = unique_token()
+    requests = [
+        {**body(STRICT_MERCHANT, f"{30 + i}.00"), "card": {"token": token}} for i in range(7)
+    ]  # 7 uses of one card within a minute; the rule fires above 5
+    assert_flagged_once(api, fraud_alerts, submit_all(api, requests), "velocity_1m")
+
+
+def test_amount_spike_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
+    # EUR keeps this baseline apart from the other tests' USD traffic on the same merchant.
+    baseline = [{**body(STRICT_MERCHANT, f"{20 + (i % 7)}.00"), "currency": "EUR"} for i in range(25)]
+    finals(api, submit_all(api, baseline))
+    spike = submit_all(api, [{**body(STRICT_MERCHANT, "4999.00"), "currency": "EUR"}])
+    assert_flagged_once(api, fraud_alerts, spike, "amount_spike")
+
+
+def test_card_testing_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
+    token = unique_token()
+    merchants = [STRICT_MERCHANT, "test-merchant-001"]
+    requests = [
+        {**body(merchants[i % 2], f"1.0{i}"), "card": {"token": token}} for i in range(5)
+    ]  # five small amounts from one card across two merchants
+    assert_flagged_once(api, fraud_alerts, submit_all(api, requests), "card_testing")
+
+
+def test_duplicate_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
+    token = unique_token()
+    requests = [{**body(STRICT_MERCHANT, "77.70"), "card": {"token": token}} for _ in range(2)]
+    assert_flagged_once(api, fraud_alerts, submit_all(api, requests), "duplicate")
+
+
+def test_country_currency_mismatch_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
+    ids = submit_all(api, [body(STRICT_MERCHANT, "45.00", country="FR")])
+    assert_flagged_once(api, fraud_alerts, ids, "geo_mismatch")
+
+
+def test_amount_over_limit_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
+    ids = submit_all(api, [body(STRICT_MERCHANT, "1500.00")])
+    flagged = assert_flagged_once(api, fraud_alerts, ids, "amount_over_limit")
+    (alert,) = alerts_for(fraud_alerts, flagged["transaction_id"])
+    assert alert["card"] == {"bin": None, "last4": None}  # a token has neither
+
+
+def test_request_without_or_with_a_wrong_api_key_is_403(api: Api):
+    assert api.post(body(), key=None).status_code == 403
+    assert api.post(body(), key="not-the-key").status_code == 403
+
+
+def test_malformed_body_is_400_naming_the_problem(api: Api):
+    response = api.post({"merchant_id": "test-merchant-001", "amount": 12})
+    assert response.status_code == 400
+    text = response.text
+    assert "currency" in text and "card" in text and "amount" in text
+    not_json = api.post(None, raw="{not json")
+    assert not_json.status_code == 400
+
+
+def test_unknown_merchant_is_422_with_a_reason_code(api: Api):
+    response = api.post(body(merchant=f"no-such-merchant-{uuid.uuid4().hex[:8]}"))
+    assert response.status_code == 422
+    assert response.json()["code"] == "MERCHANT_NOT_FOUND"
+
+
+def test_retry_with_the_same_transaction_id_is_idempotent(api: Api):
+    request = body(transaction_id=f"it-{uuid.uuid4().hex}")
+    first, second = api.post(request), api.post(request)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert api.wait_for_final(request["transaction_id"])["status"] == "CLEARED"
+    changed = api.post({**request, "amount": "26.00"})
+    assert changed.status_code == 409
+
+
+def test_unknown_transaction_is_404(api: Api):
+    assert api.get(f"never-{uuid.uuid4().hex}").status_code == 404
+
+
+def test_poison_message_ends_failed_with_its_reason(outputs: dict[str, Any], api: Api, ops_notices: Inbox):
+    """A message the fraud detector can never process dead-letters and the failed handler records it."""
+    sqs = aws_client(outputs, "sqs")
+    transaction_id = f"poison-{uuid.uuid4().hex}"
+    message = {
+        "schema_version": 1,
+        "transaction_id": transaction_id,  # no RECEIVED record exists: scoring fails every time
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "merchant_id": "test-merchant-001",
+        "merchant_shard": "test-merchant-001#0",
+        "amount": "10.00",
+        "currency": "USD",
+        "card": {"fingerprint": uuid.uuid4().hex, "kind": "token"},
+    }
+    sqs.send_message(QueueUrl=outputs["transaction_queue_url"], MessageBody=json.dumps(message))
+    sqs.send_message(QueueUrl=outputs["transaction_queue_url"], MessageBody="this is not a transaction")
+    record = api.wait_for_final(transaction_id, timeout=DEAD_LETTER_TIMEOUT)
+    assert record["status"] == "FAILED"
+    assert "maxReceiveCount" in json.dumps(record)
+    notices = ops_notices.matching(lambda notice: notice.get("transaction_id") == transaction_id)
+    assert len(notices) == 1
+    poison = ops_notices.matching(lambda notice: notice.get("outcome") == "poison", settle=0)
+    assert poison, "the unparseable message was not recorded by the failed handler"
+
+
+@pytest.mark.parametrize("status", [202])
+def test_sample_transaction_output_is_accepted(outputs: dict[str, Any], api: Api, status: int):
+    sample = json.loads(outputs["sample_transaction"])
+    response = api.post({**sample, "card": {"token": unique_token()}})
+    assert response.status_code == status, response.text
