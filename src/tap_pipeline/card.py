@@ -1,0 +1,99 @@
+"""Card data handling: Luhn check, keyed fingerprint, BIN + last 4, expiry.
+
+PCI DSS 3.5.1.2: disk encryption alone does not make a stored PAN unreadable, so the PAN is
+replaced *at the edge* (in the validator, before anything is stored, queued or logged) by
+
+* an HMAC-SHA256 fingerprint under a secret key (Secrets Manager): stable per card so velocity and
+  duplicate rules work, but not reversible and not brute-forceable without the key — an unkeyed
+  hash of a 16-digit PAN is (the BIN and Luhn digit leave ~10^9 candidates);
+* the BIN (first 6) and last 4 digits, the most PCI DSS allows to be displayed.
+
+Provider tokens are fingerprinted the same way (with a different domain prefix) and never stored
+either: a token can be usable for charging with its provider. The CVV is validated for shape by the
+request model and then dropped; no function in this package accepts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+MIN_KEY_BYTES = 32
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when ``digits`` (only 0-9) passes the Luhn (mod 10) check."""
+    if not digits.isdigit() or not digits.isascii():
+        return False
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def looks_like_pan(text: str) -> bool:
+    """True when ``text`` contains a 13-19 digit Luhn-valid run (used to refuse PANs in free-text fields)."""
+    run = []
+    for char in [*text, " "]:
+        if char.isascii() and char.isdigit():
+            run.append(char)
+            continue
+        if 13 <= len(run) <= 19 and luhn_valid("".join(run)):
+            return True
+        run = []
+    return False
+
+
+@dataclass(frozen=True)
+class CardReference:
+    """What the pipeline keeps about a card: never the PAN, never the CVV."""
+
+    fingerprint: str
+    kind: str  # "pan" or "token"
+    bin: str | None = None
+    last4: str | None = None
+
+    def masked(self) -> dict[str, str | None]:
+        """BIN + last 4 for API responses and alerts (at most what PCI DSS allows to display)."""
+        return {"bin": self.bin, "last4": self.last4}
+
+
+def fingerprint(key: bytes, kind: str, value: str) -> str:
+    """Keyed HMAC-SHA256 of a PAN or token, hex encoded. ``kind`` separates the two domains."""
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"card fingerprint key must be at least {MIN_KEY_BYTES} bytes")
+    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def reference_for_pan(key: bytes, pan: str) -> CardReference:
+    return CardReference(fingerprint=fingerprint(key, "pan", pan), kind="pan", bin=pan[:6], last4=pan[-4:])
+
+
+def reference_for_token(key: bytes, token: str) -> CardReference:
+    return CardReference(fingerprint=fingerprint(key, "token", token), kind="token")
+
+
+def expiry_problem(expiry: str, now: datetime | None = None) -> str | None:
+    """Why an ``MM/YY`` expiry is unacceptable, or ``None`` when it is fine.
+
+    A card is valid through the last day of its expiry month. Dates more than 20 years ahead are
+    rejected as implausible (issuers use at most ~10).
+    """
+    if len(expiry) != 5 or expiry[2] != "/" or not (expiry[:2] + expiry[3:]).isdigit():
+        return "must be MM/YY"
+    month, year = int(expiry[:2]), 2000 + int(expiry[3:])
+    if not 1 <= month <= 12:
+        return "month must be 01-12"
+    today = (now or datetime.now(UTC)).astimezone(UTC)
+    if (year, month) < (today.year, today.month):
+        return "card has expired"
+    if year > today.year + 20:
+        return "expiry is implausibly far in the future"
+    return None

@@ -1,0 +1,55 @@
+"""Failed-transaction handler: transaction DLQ -> FAILED record + ops notice, per-message failures.
+
+Its own failures are reported as batch item failures, so SQS retries them and finally parks them in
+the failed handler's own DLQ: a dead letter is never dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from tap_pipeline import failures, idempotency
+from tap_pipeline.batch import LoggingBatchProcessor
+from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
+
+processor = LoggingBatchProcessor()
+
+
+def _sent_at(record: SQSRecord) -> datetime:
+    raw = record.attributes.sent_timestamp
+    try:
+        return datetime.fromtimestamp(int(raw) / 1000, UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+
+
+def record_handler(record: SQSRecord) -> str:
+    logger.remove_keys(["transaction_id"])
+    logger.set_correlation_id(record.message_id)
+    letter = failures.DeadLetter(
+        message_id=record.message_id,
+        body=record.body or "",
+        receive_count=int(record.attributes.approximate_receive_count or 0),
+        sent_at=_sent_at(record),
+        source=record.event_source_arn or "",
+    )
+    handled = failures.handle(letter)
+    metrics.add_metric(name="DeadLetteredMessage", unit=MetricUnit.Count, value=1)
+    if handled.outcome != "final":
+        metrics.add_metric(name="TransactionFailed", unit=MetricUnit.Count, value=1)
+    count_with_dimension("DeadLetteredTransaction", "outcome", handled.outcome)
+    return handled.outcome
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,146 @@
+"""API handler: ``POST /transaction`` and ``GET /transaction/{transaction_id}`` (REST proxy events).
+
+Routing is two routes, done by hand: it keeps the cold start small and gives full control over the
+4xx bodies (one message per bad field, never echoing a submitted value, which may be card data).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from pydantic import ValidationError
+
+from tap_pipeline import http, intake, money
+from tap_pipeline.models import TransactionRequest, field_errors
+from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
+from tap_pipeline.repository import ConcurrentRequest
+
+MAX_BODY_BYTES = 16 * 1024
+
+
+def _count_rejection(code: str) -> None:
+    metrics.add_metric(name="TransactionRejected", unit=MetricUnit.Count, value=1)
+    count_with_dimension("TransactionRejectedByReason", "reason", code)
+
+
+def _reject(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    _count_rejection(code)
+    logger.info("request rejected", extra={"status_code": status, "reason": code})
+    return http.error(status, code, message, **extra)
+
+
+def _body(event: dict[str, Any]) -> bytes | None:
+    raw = event.get("body")
+    if raw is None:
+        return None
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            return b"\x00invalid-base64"
+    return raw.encode("utf-8", errors="surrogatepass")
+
+
+def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
+    body = _body(event)
+    if not body:
+        return _reject(400, "MALFORMED_REQUEST", "request body is empty; expected a JSON object")
+    if len(body) > MAX_BODY_BYTES:
+        return _reject(400, "MALFORMED_REQUEST", f"request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _reject(400, "MALFORMED_REQUEST", "request body is not valid JSON")
+    if not isinstance(document, dict):
+        return _reject(400, "MALFORMED_REQUEST", "request body must be a JSON object")
+    try:
+        request = TransactionRequest.model_validate(document)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        summary = "; ".join(f"{e['field']} {e['message']}" for e in errors)
+        return _reject(400, "MALFORMED_REQUEST", f"invalid request: {summary}", errors=errors)
+
+    try:
+        outcome = intake.accept(request)
+    except ConcurrentRequest:
+        return _reject(
+            503, "REQUEST_IN_PROGRESS", "the same transaction_id is being processed; retry shortly"
+        )
+    if outcome.status == 202:
+        metrics.add_metric(name="TransactionAccepted", unit=MetricUnit.Count, value=1)
+        logger.info("transaction accepted")
+        return http.response(
+            202, outcome.body, {"Location": f"/transaction/{outcome.body['transaction_id']}"}
+        )
+    _count_rejection(outcome.code)
+    logger.info("request refused", extra={"status_code": outcome.status, "reason": outcome.code})
+    headers = {"Retry-After": "1"} if outcome.status == 503 else None
+    return http.response(outcome.status, outcome.body, headers)
+
+
+def get_transaction(transaction_id: str | None) -> dict[str, Any]:
+    if not transaction_id or len(transaction_id) > 64:
+        metrics.add_metric(name="TransactionLookup", unit=MetricUnit.Count, value=1)
+        return http.error(404, "NOT_FOUND", "transaction not found")
+    logger.append_keys(transaction_id=transaction_id)
+    metrics.add_metric(name="TransactionLookup", unit=MetricUnit.Count, value=1)
+    record = intake.store().find(transaction_id)
+    if record is None:
+        return http.error(404, "NOT_FOUND", f"transaction {transaction_id} not found")
+    return http.response(200, transaction_view(record))
+
+
+def transaction_view(record: dict[str, Any]) -> dict[str, Any]:
+    """What GET shows of a record: status, score, reasons and the card as BIN + last 4 only.
+
+    Uses ``.get`` throughout: FAILED records of poison messages have no merchant or amount.
+    """
+    amount, currency = record.get("amount"), record.get("currency")
+    body = {
+        "transaction_id": record["transaction_id"],
+        "status": record.get("status"),
+        "timestamp": record.get("timestamp"),
+        "merchant_id": record.get("merchant_id"),
+        "amount": money.format_amount(amount, currency) if amount is not None and currency else None,
+        "currency": currency,
+        "card": {"bin": record.get("card_bin"), "last4": record.get("card_last4")},
+        "fraud_score": record.get("fraud_score"),
+        "reasons": list(record.get("reasons") or []),
+    }
+    if record.get("failure_reason"):
+        body["failure_reason"] = record["failure_reason"]
+    return body
+
+
+# log_event=False explicitly: the raw event holds the PAN and CVV, and POWERTOOLS_LOGGER_LOG_EVENT
+# must never be able to switch on logging it.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True, log_event=False
+)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return route(event)
+    except Exception:
+        # Retrying is always safe (the transaction id makes POST idempotent), so an unexpected
+        # failure (throttling, a timeout, a bug) is a retryable 503, not API Gateway's bare 502.
+        logger.exception("unhandled error while serving the request")
+        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
+        return http.error(503, "TEMPORARILY_UNAVAILABLE", "the request could not be completed; retry it")
+
+
+def route(event: dict[str, Any]) -> dict[str, Any]:
+    method = event.get("httpMethod")
+    resource = event.get("resource") or event.get("path") or ""
+    if resource == "/transaction" and method == "POST":
+        return post_transaction(event)
+    if resource.startswith("/transaction/") and method == "GET":
+        parameters = event.get("pathParameters") or {}
+        return get_transaction(parameters.get("transaction_id") or resource.rsplit("/", 1)[-1])
+    metrics.add_metric(name="UnknownRoute", unit=MetricUnit.Count, value=1)
+    return http.error(404, "NOT_FOUND", f"no route for {method} {resource}")

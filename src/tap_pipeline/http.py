@@ -1,0 +1,37 @@
+"""API Gateway (REST, proxy integration) responses.
+
+Every response is JSON with ``Cache-Control: no-store`` (answers may carry card BIN/last 4 and
+must not sit in intermediary caches) and ``nosniff``.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+BASE_HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {**BASE_HEADERS, **(headers or {})},
+        "body": json.dumps(body, default=_default, separators=(",", ":")),
+    }
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A 4xx/5xx answer: a stable machine ``code`` and a human ``message`` (plus details)."""
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return response(status, {"code": code, "message": message, **extra}, headers)

@@ -1,0 +1,81 @@
+"""Powertools idempotency plumbing shared by the side effects that use it.
+
+Used for the side effects that have no natural conditional write of their own: the fraud-alert
+publish (one alert per flagged transaction, keyed by transaction id) and the ops notice of the
+failed handler (one per dead-lettered message, keyed by SQS message id). The validator does *not*
+use it: its conditional write of the RECEIVED record already is the API's idempotency record (see
+:mod:`tap_pipeline.intake`), which saves two DynamoDB requests per transaction.
+
+The persistence layer is built lazily because it creates a boto3 client and needs the table name
+from the environment; the wrapped functions are built once per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from tap_pipeline import aws
+from tap_pipeline.settings import common_settings
+
+# Longer than any redelivery can take (5 receives x 300 s visibility, plus the DLQ's own 5 x 300 s),
+# so a redelivered message always finds the record of its first, successful side effect.
+SIDE_EFFECT_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+@cache
+def persistence_layer() -> DynamoDBPersistenceLayer:
+    table = common_settings().idempotency_table
+    return DynamoDBPersistenceLayer(table_name=table, boto3_client=aws.raw_dynamodb())
+
+
+def _config(key_path: str) -> IdempotencyConfig:
+    return IdempotencyConfig(
+        event_key_jmespath=key_path,
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=SIDE_EFFECT_WINDOW_SECONDS,
+    )
+
+
+# Created at import (they need no environment) so every handler can register its Lambda context
+# *before* the first idempotent call: with the context, Powertools gives in-progress records an
+# expiry at the end of the invocation, so a crash mid-publish blocks the retry only until then
+# instead of for the whole idempotency window.
+_configs: dict[str, IdempotencyConfig] = {
+    "transaction_id": _config("transaction_id"),
+    "message_id": _config("message_id"),
+}
+
+
+def config_for(key_path: str) -> IdempotencyConfig:
+    """The shared config for an idempotency key path (one per path, all context-registered)."""
+    if key_path not in _configs:
+        _configs[key_path] = _config(key_path)
+    return _configs[key_path]
+
+
+def register_lambda_context(context: Any) -> None:
+    """Let Powertools size in-progress locks to the remaining invocation time."""
+    for config in _configs.values():
+        config.register_lambda_context(context)
+
+
+def make_idempotent(function: Callable[..., Any], *, data_keyword: str, key_path: str) -> Callable[..., Any]:
+    """Wrap ``function`` so that calls with the same key (``key_path`` in ``data_keyword``) run once."""
+    return idempotent_function(
+        function,
+        data_keyword_argument=data_keyword,
+        persistence_store=persistence_layer(),
+        config=config_for(key_path),
+    )
+
+
+def clear_cache() -> None:
+    persistence_layer.cache_clear()

@@ -1,0 +1,220 @@
+"""Accepting a transaction (the validator's domain logic, independent of API Gateway).
+
+Flow for a well-formed request (models already validated shape, card and amount precision):
+
+1. Merchant checks against the cached merchant configuration -> 422 with a reason code.
+2. The card is replaced by its keyed fingerprint + BIN + last 4 (the PAN and CVV go no further).
+3. One ``TransactWriteItems`` writes the RECEIVED record together with its idempotency guard
+   (see :meth:`TransactionStore.create_received` for why the guard makes Powertools idempotency
+   unnecessary here). A repeat of the same transaction id with the same body returns the original
+   answer; with a different body it is refused with 409.
+4. One ``SendMessage``. If it fails the client gets 503 and the record stays RECEIVED; the client's
+   retry finds the record still RECEIVED and enqueues it again. Re-enqueueing a RECEIVED record is
+   always safe because the fraud detector's status transition is conditional, so no accepted
+   transaction is ever left without a message, and a duplicate message changes nothing.
+
+Happy path cost: 2 billable requests (TransactWriteItems + SendMessage); merchant config and the
+fingerprint key come from in-memory caches.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from hashlib import sha256
+from typing import Any
+
+from tap_pipeline import aws, card, money
+from tap_pipeline.models import CardSnapshot, Status, TransactionMessage, TransactionRequest
+from tap_pipeline.observability import logger, tracer
+from tap_pipeline.repository import (
+    AlreadyExists,
+    MerchantConfig,
+    MerchantDirectory,
+    TransactionStore,
+    iso_millis,
+    merchant_shard_key,
+    message_from_record,
+)
+from tap_pipeline.settings import validator_settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the API answers; ``code`` is the metric reason for anything but 202."""
+
+    status: int
+    body: dict[str, Any]
+    code: str = "ACCEPTED"
+
+
+class Rejection(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@cache
+def merchants() -> MerchantDirectory:
+    s = validator_settings()
+    return MerchantDirectory(s.merchants.merchant_table, s.merchants.merchant_cache_ttl_seconds)
+
+
+@cache
+def store() -> TransactionStore:
+    s = validator_settings()
+    return TransactionStore(s.common.transactions_table, s.common.idempotency_table)
+
+
+def check_merchant(merchant: MerchantConfig | None, request: TransactionRequest) -> None:
+    """Business rules of P2; raises :class:`Rejection` with a stable reason code."""
+    if merchant is None:
+        raise Rejection("MERCHANT_NOT_FOUND", f"merchant {request.merchant_id} is not known")
+    if not merchant.active:
+        raise Rejection("MERCHANT_INACTIVE", f"merchant {request.merchant_id} is not active")
+    if request.currency not in merchant.allowed_currencies:
+        raise Rejection("CURRENCY_NOT_ALLOWED", f"merchant does not accept {request.currency}")
+    amount = money.parse_amount(request.amount, request.currency)
+    if amount < merchant.min_amount:
+        raise Rejection("AMOUNT_BELOW_MINIMUM", f"amount is below the merchant minimum {merchant.min_amount}")
+    if amount > merchant.max_amount:
+        raise Rejection("AMOUNT_ABOVE_MAXIMUM", f"amount is above the merchant maximum {merchant.max_amount}")
+
+
+def card_reference(request: TransactionRequest, key: bytes) -> card.CardReference:
+    if request.card.token is not None:
+        return card.reference_for_token(key, request.card.token)
+    assert request.card.number is not None  # guaranteed by CardInput's validator
+    return card.reference_for_pan(key, request.card.number)
+
+
+def request_hash(request: TransactionRequest, reference: card.CardReference, key: bytes) -> str:
+    """Keyed hash of the request's meaning, to tell an honest retry from a reused id.
+
+    Built from the card *fingerprint* (never the PAN) and keyed with the fingerprint key, so the
+    stored value cannot be used to test guesses of card data. The CVV is not part of it.
+    """
+    canonical = {
+        "merchant_id": request.merchant_id,
+        "amount": str(money.parse_amount(request.amount, request.currency)),
+        "currency": request.currency,
+        "card": reference.fingerprint,
+        "expiry": request.card.expiry,
+        "customer_id": request.customer_id,
+        "country": request.country,
+        "timestamp": request.timestamp,
+    }
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, b"request:" + payload, sha256).hexdigest()
+
+
+def build_message(
+    request: TransactionRequest, reference: card.CardReference, transaction_id: str, now: datetime
+) -> TransactionMessage:
+    shards = validator_settings().merchants.merchant_index_shards
+    return TransactionMessage(
+        transaction_id=transaction_id,
+        timestamp=iso_millis(now),
+        merchant_id=request.merchant_id,
+        merchant_shard=merchant_shard_key(request.merchant_id, transaction_id, shards),
+        amount=money.format_amount(money.parse_amount(request.amount, request.currency), request.currency),
+        currency=request.currency,
+        card=CardSnapshot(
+            fingerprint=reference.fingerprint, kind=reference.kind, bin=reference.bin, last4=reference.last4
+        ),
+        customer_id=request.customer_id,
+        country=request.country,
+        client_timestamp=request.timestamp,
+    )
+
+
+@tracer.capture_method(capture_response=False)
+def enqueue(message: TransactionMessage) -> None:
+    aws.sqs().send_message(
+        QueueUrl=validator_settings().transaction_queue_url,
+        MessageBody=message.model_dump_json(),
+        MessageAttributes={"merchant_id": {"DataType": "String", "StringValue": message.merchant_id}},
+    )
+
+
+def _accepted(transaction_id: str) -> Outcome:
+    return Outcome(202, {"transaction_id": transaction_id, "status": "PENDING"})
+
+
+def _enqueue_or_503(message: TransactionMessage) -> Outcome:
+    try:
+        enqueue(message)
+    except Exception:
+        # The RECEIVED record stays; the client's retry (same transaction_id) re-enqueues it.
+        logger.exception("enqueue failed; answering 503 so the client retries")
+        return Outcome(
+            503,
+            {
+                "code": "ENQUEUE_FAILED",
+                "message": "transaction recorded but not yet queued; retry with the same transaction_id",
+                "transaction_id": message.transaction_id,
+            },
+            "ENQUEUE_FAILED",
+        )
+    return _accepted(message.transaction_id)
+
+
+def _replay(guard: dict[str, Any], digest: str) -> Outcome:
+    """Answer a repeated transaction id: original answer, re-enqueue if still RECEIVED, or 409."""
+    transaction_id = guard["transaction_id"]
+    if not hmac.compare_digest(str(guard.get("request_hash", "")), digest):
+        return Outcome(
+            409,
+            {
+                "code": "IDEMPOTENCY_KEY_REUSED",
+                "message": "transaction_id was already used for a different request",
+                "transaction_id": transaction_id,
+            },
+            "IDEMPOTENCY_KEY_REUSED",
+        )
+    record = store().get_record(transaction_id, guard["record_timestamp"])
+    if record is not None and record.get("status") == Status.RECEIVED.value:
+        logger.info("repeated request for a transaction still RECEIVED; enqueueing it again")
+        return _enqueue_or_503(message_from_record(record))
+    logger.info(
+        "repeated request; returning the original answer", extra={"status": record and record["status"]}
+    )
+    return _accepted(transaction_id)
+
+
+def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
+    """Accept (or refuse) one well-formed transaction request."""
+    from tap_pipeline.keys import fingerprint_key
+
+    now = now or datetime.now(UTC)
+    transaction_id = request.transaction_id or str(uuid.uuid4())
+    logger.append_keys(transaction_id=transaction_id, merchant_id=request.merchant_id)
+    key = fingerprint_key()
+    reference = card_reference(request, key)
+    digest = request_hash(request, reference, key)
+    try:
+        check_merchant(merchants().get(request.merchant_id), request)
+    except Rejection as rejection:
+        if request.transaction_id:
+            # A retry of a transaction accepted before the merchant's configuration changed still
+            # gets its original answer.
+            guard = store().get_guard(request.transaction_id)
+            if guard is not None:
+                return _replay(guard, digest)
+        return Outcome(422, {"code": rejection.code, "message": rejection.message}, rejection.code)
+
+    message = build_message(request, reference, transaction_id, now)
+    result = store().create_received(message, digest, int(now.timestamp()))
+    if isinstance(result, AlreadyExists):
+        return _replay(result.guard, digest)
+    return _enqueue_or_503(message)
+
+
+def clear_cache() -> None:
+    merchants.cache_clear()
+    store.cache_clear()

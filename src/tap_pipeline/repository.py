@@ -1,0 +1,419 @@
+"""Data access for merchant configurations and transaction records.
+
+Transactions table: hash ``transaction_id``, range ``timestamp`` (server receive time, ISO-8601
+UTC, milliseconds, ``Z``). Each record carries ``merchant_shard = "{merchant_id}#{n}"`` for the
+``merchant-index`` GSI; ``n`` is a stable hash of the transaction id, so one busy merchant's index
+writes spread over ``MERCHANT_INDEX_SHARDS`` partitions instead of one hot key (F13).
+
+Merchant configurations change rarely and are read on every request, so they are cached in memory
+per execution environment for ``MERCHANT_CACHE_TTL_SECONDS`` (unknown merchants too, so a flood of
+requests for a bogus merchant id does not become a flood of reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from tap_pipeline import aws
+from tap_pipeline.models import Status, TransactionMessage
+from tap_pipeline.observability import tracer
+
+_deserializer = TypeDeserializer()
+
+
+def stable_shard(value: str, shards: int) -> int:
+    """Deterministic shard in ``0..shards-1`` (Python's ``hash`` is salted per process)."""
+    digest = hashlib.sha256(value.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def merchant_shard_key(merchant_id: str, transaction_id: str, shards: int) -> str:
+    return f"{merchant_id}#{stable_shard(transaction_id, shards)}"
+
+
+def iso_millis(moment: datetime) -> str:
+    """The table's timestamp format: UTC, millisecond precision, ``Z`` suffix."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def deserialize_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Turn a wire-format item (as found in cancellation reasons) into plain Python values."""
+    if not item:
+        return None
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Merchants
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MerchantConfig:
+    merchant_id: str
+    active: bool
+    allowed_currencies: frozenset[str]
+    min_amount: Decimal
+    max_amount: Decimal
+    country: str | None = None
+    rule_overrides: dict[str, Any] = field(default_factory=dict)
+    flag_threshold: Decimal | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> MerchantConfig:
+        threshold = item.get("flag_threshold")
+        return cls(
+            merchant_id=str(item["merchant_id"]),
+            active=bool(item.get("active", False)),
+            allowed_currencies=frozenset(str(c) for c in item.get("allowed_currencies") or ()),
+            min_amount=Decimal(str(item.get("min_amount", "0"))),
+            max_amount=Decimal(str(item.get("max_amount", "0"))),
+            country=item.get("country"),
+            rule_overrides=dict(item.get("rule_overrides") or {}),
+            flag_threshold=Decimal(str(threshold)) if threshold is not None else None,
+        )
+
+
+class MerchantDirectory:
+    """Merchant configurations with a small TTL cache (per process)."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, table_name: str, ttl_seconds: int) -> None:
+        self._table_name = table_name
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, MerchantConfig | None]] = {}
+
+    def get(self, merchant_id: str) -> MerchantConfig | None:
+        now = time.monotonic()
+        hit = self._cache.get(merchant_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        config = self._load(merchant_id)
+        if len(self._cache) >= self.MAX_ENTRIES:
+            self._cache.clear()  # crude but bounded: a cold reload costs one read per merchant
+        self._cache[merchant_id] = (now + self._ttl, config)
+        return config
+
+    @tracer.capture_method(capture_response=False)
+    def _load(self, merchant_id: str) -> MerchantConfig | None:
+        response = aws.dynamodb().get_item(TableName=self._table_name, Key={"merchant_id": merchant_id})
+        item = response.get("Item")
+        return MerchantConfig.from_item(item) if item else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Transactions
+# --------------------------------------------------------------------------------------------------
+
+GUARD_PREFIX = "transaction#"
+# Clients may retry with the same transaction id for this long; afterwards the id may be reused.
+GUARD_RETENTION_SECONDS = 30 * 24 * 3600
+
+
+def guard_id(transaction_id: str) -> str:
+    return f"{GUARD_PREFIX}{transaction_id}"
+
+
+def record_item(message: TransactionMessage) -> dict[str, Any]:
+    """The RECEIVED record stored for an accepted transaction (no PAN, no CVV, no token)."""
+    item: dict[str, Any] = {
+        "transaction_id": message.transaction_id,
+        "timestamp": message.timestamp,
+        "status": Status.RECEIVED.value,
+        "merchant_id": message.merchant_id,
+        "merchant_shard": message.merchant_shard,
+        "amount": Decimal(message.amount),
+        "currency": message.currency,
+        "card_fingerprint": message.card.fingerprint,
+        "card_kind": message.card.kind,
+    }
+    optional = {
+        "card_bin": message.card.bin,
+        "card_last4": message.card.last4,
+        "customer_id": message.customer_id,
+        "country": message.country,
+        "client_timestamp": message.client_timestamp,
+    }
+    item.update({name: value for name, value in optional.items() if value is not None})
+    return item
+
+
+def message_from_record(item: dict[str, Any]) -> TransactionMessage:
+    """Rebuild the queue message of a stored record (used to re-enqueue after an enqueue failure)."""
+    from tap_pipeline.money import format_amount
+
+    return TransactionMessage(
+        transaction_id=item["transaction_id"],
+        timestamp=item["timestamp"],
+        merchant_id=item["merchant_id"],
+        merchant_shard=item["merchant_shard"],
+        amount=format_amount(Decimal(item["amount"]), item["currency"]),
+        currency=item["currency"],
+        card={
+            "fingerprint": item["card_fingerprint"],
+            "kind": item.get("card_kind", "pan"),
+            "bin": item.get("card_bin"),
+            "last4": item.get("card_last4"),
+        },
+        customer_id=item.get("customer_id"),
+        country=item.get("country"),
+        client_timestamp=item.get("client_timestamp"),
+    )
+
+
+@dataclass(frozen=True)
+class Created:
+    """The RECEIVED record and its idempotency guard were written by this request."""
+
+
+@dataclass(frozen=True)
+class AlreadyExists:
+    """A request with the same transaction id was accepted before; ``guard`` is its idempotency item."""
+
+    guard: dict[str, Any]
+
+
+class ConcurrentRequest(Exception):
+    """Another request with the same transaction id is being written right now."""
+
+
+class TransactionStore:
+    def __init__(self, table_name: str, idempotency_table: str) -> None:
+        self.table_name = table_name
+        self.idempotency_table = idempotency_table
+
+    @tracer.capture_method(capture_response=False)
+    def create_received(
+        self, message: TransactionMessage, request_hash: str, now_epoch: int
+    ) -> Created | AlreadyExists:
+        """Write the RECEIVED record and its idempotency guard atomically (one TransactWriteItems).
+
+        Why a guard item: the record's key is (transaction_id, receive time), and a retry arrives
+        at a different time, so a condition on the record alone cannot see the earlier attempt.
+        The guard, keyed by the transaction id alone in the idempotency table, makes "this id was
+        accepted" a single conditional write in the same transaction as the record, so it costs
+        one request (instead of a Powertools idempotency put + update around the handler) and
+        there is no window in which a record exists without its guard or vice versa. The guard
+        keeps the keyed request hash (to refuse a reused id with a different body) and the
+        record's timestamp (to find the record on a retry).
+        """
+        guard = {
+            "id": guard_id(message.transaction_id),
+            "transaction_id": message.transaction_id,
+            "record_timestamp": message.timestamp,
+            "request_hash": request_hash,
+            "expiration": now_epoch + GUARD_RETENTION_SECONDS,
+        }
+        client = aws.dynamodb()
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.idempotency_table,
+                            "Item": guard,
+                            "ConditionExpression": "attribute_not_exists(id)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": record_item(message),
+                            "ConditionExpression": "attribute_not_exists(transaction_id)",
+                        }
+                    },
+                ]
+            )
+        except client.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [reason.get("Code") for reason in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                existing = deserialize_item(reasons[0].get("Item")) or self.get_guard(message.transaction_id)
+                if existing is None:  # the guard expired between the write and the read
+                    raise ConcurrentRequest(message.transaction_id) from exc
+                return AlreadyExists(guard=existing)
+            if "TransactionConflict" in codes:
+                raise ConcurrentRequest(message.transaction_id) from exc
+            raise
+        return Created()
+
+    @tracer.capture_method(capture_response=False)
+    def get_guard(self, transaction_id: str) -> dict[str, Any] | None:
+        response = aws.dynamodb().get_item(
+            TableName=self.idempotency_table, Key={"id": guard_id(transaction_id)}, ConsistentRead=True
+        )
+        return response.get("Item")
+
+    @tracer.capture_method(capture_response=False)
+    def get_record(self, transaction_id: str, timestamp: str) -> dict[str, Any] | None:
+        response = aws.dynamodb().get_item(
+            TableName=self.table_name,
+            Key={"transaction_id": transaction_id, "timestamp": timestamp},
+            ConsistentRead=True,
+        )
+        return response.get("Item")
+
+    @tracer.capture_method(capture_response=False)
+    def find(self, transaction_id: str) -> dict[str, Any] | None:
+        """The newest record with this id (GET /transaction/{id}), or ``None``."""
+        response = aws.dynamodb().query(
+            TableName=self.table_name,
+            KeyConditionExpression="transaction_id = :id",
+            ExpressionAttributeValues={":id": transaction_id},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = response.get("Items") or []
+        return items[0] if items else None
+
+    def final_status_update(
+        self, message: TransactionMessage, status: Status, score: int, reasons: list[str], processed_at: str
+    ) -> dict[str, Any]:
+        """TransactWriteItems entry: RECEIVED -> CLEARED/FLAGGED, only if still RECEIVED.
+
+        The condition makes the transition happen once: a redelivered message fails it and, because
+        it shares the transaction with the fraud-state updates, none of those are applied twice.
+        """
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"transaction_id": message.transaction_id, "timestamp": message.timestamp},
+                "UpdateExpression": (
+                    "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at"
+                ),
+                "ConditionExpression": "attribute_exists(transaction_id) AND #status = :received",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":status": status.value,
+                    ":score": score,
+                    ":reasons": reasons,
+                    ":at": processed_at,
+                    ":received": Status.RECEIVED.value,
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    @tracer.capture_method(capture_response=False)
+    def note_processing_error(self, message: TransactionMessage, cause: str, at: str) -> None:
+        """Remember the latest processing error on a RECEIVED record (the failed handler reports it)."""
+        client = aws.dynamodb()
+        # A missing or already-final record has nothing to annotate.
+        with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+            client.update_item(
+                TableName=self.table_name,
+                Key={"transaction_id": message.transaction_id, "timestamp": message.timestamp},
+                UpdateExpression="SET last_error = :cause, last_error_at = :at ADD processing_attempts :one",
+                ConditionExpression="attribute_exists(transaction_id) AND #status = :received",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":cause": cause[:1000],
+                    ":at": at,
+                    ":one": 1,
+                    ":received": Status.RECEIVED.value,
+                },
+            )
+
+    @tracer.capture_method(capture_response=False)
+    def mark_failed(
+        self, message: TransactionMessage, message_id: str, reason: str, receive_count: int, at: str
+    ) -> tuple[str, dict[str, Any] | None]:
+        """RECEIVED -> FAILED for a dead-lettered message. Returns (outcome, record).
+
+        outcome is ``"failed"`` (this message recorded it; also on a redelivery of the same
+        message, which keeps the call idempotent), ``"final"`` (already CLEARED/FLAGGED/FAILED by
+        someone else: left alone) or ``"missing"`` (no record exists).
+        """
+        client = aws.dynamodb()
+        try:
+            response = client.update_item(
+                TableName=self.table_name,
+                Key={"transaction_id": message.transaction_id, "timestamp": message.timestamp},
+                UpdateExpression=(
+                    "SET #status = :failed, failure_reason = if_not_exists(last_error, :reason), "
+                    "receive_count = :count, failed_at = :at, failed_message_id = :mid"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(transaction_id) AND "
+                    "(#status = :received OR (#status = :failed AND failed_message_id = :mid))"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": Status.FAILED.value,
+                    ":received": Status.RECEIVED.value,
+                    ":reason": reason,
+                    ":count": receive_count,
+                    ":at": at,
+                    ":mid": message_id,
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except client.exceptions.ConditionalCheckFailedException as exc:
+            old = deserialize_item(exc.response.get("Item"))
+            if old is None:
+                old = self.get_record(message.transaction_id, message.timestamp)
+            return ("final", old) if old else ("missing", None)
+        return "failed", response.get("Attributes")
+
+    @tracer.capture_method(capture_response=False)
+    def put_failed(self, item: dict[str, Any]) -> bool:
+        """Store a FAILED item unless one with its key exists; True when this call created it."""
+        client = aws.dynamodb()
+        try:
+            client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(transaction_id)",
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    @tracer.capture_method(capture_response=False)
+    def merchant_history(
+        self, index_name: str, shards: int, merchant_id: str, since: str, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """A merchant's transactions since ``since`` (ISO), newest first, across every index shard.
+
+        One Query per shard on ``merchant-index`` (hash ``merchant_shard``, range ``timestamp``),
+        merged by timestamp. Cost grows with the shard count and ``limit``, not with the total
+        history, because each shard query stops after ``limit`` items.
+        """
+        per_shard: list[list[dict[str, Any]]] = []
+        client = aws.dynamodb()
+        for shard in range(shards):
+            items: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": index_name,
+                "KeyConditionExpression": "merchant_shard = :shard AND #ts >= :since",
+                "ExpressionAttributeNames": {"#ts": "timestamp"},
+                "ExpressionAttributeValues": {":shard": f"{merchant_id}#{shard}", ":since": since},
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            while len(items) < limit:
+                page = client.query(**kwargs)
+                items.extend(page.get("Items") or [])
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            per_shard.append(items[:limit])
+        merged: Iterable[dict[str, Any]] = heapq.merge(
+            *per_shard, key=lambda item: item["timestamp"], reverse=True
+        )
+        return list(merged)[:limit]

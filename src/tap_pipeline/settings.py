@@ -1,0 +1,180 @@
+"""Environment configuration for the three functions.
+
+The stack (``lib/``) and this package meet only through the variables listed in
+``docs/function-contract.md``. :data:`FUNCTION_ENVIRONMENT` declares, per function, exactly which
+variables the function depends on (including the ``POWERTOOLS_*`` ones Powertools reads itself), so
+the stack's contract test can compare it with the environment it deploys.
+
+Settings are read lazily (first invocation, not import) and a missing or malformed variable raises
+:class:`ConfigurationError` naming the variable, so a misconfigured deployment fails loudly on its
+first request instead of half-working.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+
+COMMON_ENVIRONMENT: tuple[str, ...] = (
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+    "ENVIRONMENT_SUFFIX",
+    "TRANSACTIONS_TABLE_NAME",
+    "IDEMPOTENCY_TABLE_NAME",
+)
+
+FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
+    "validator": frozenset(
+        (
+            *COMMON_ENVIRONMENT,
+            "MERCHANT_CONFIG_TABLE_NAME",
+            "TRANSACTION_QUEUE_URL",
+            "CARD_FINGERPRINT_SECRET_ARN",
+            "MERCHANT_CACHE_TTL_SECONDS",
+            "MERCHANT_INDEX_NAME",
+            "MERCHANT_INDEX_SHARDS",
+        )
+    ),
+    "fraud-detector": frozenset(
+        (
+            *COMMON_ENVIRONMENT,
+            "MERCHANT_CONFIG_TABLE_NAME",
+            "MERCHANT_CACHE_TTL_SECONDS",
+            "MERCHANT_INDEX_NAME",
+            "MERCHANT_INDEX_SHARDS",
+            "FRAUD_STATE_TABLE_NAME",
+            "FRAUD_STATE_SHARDS",
+            "FRAUD_ALERT_TOPIC_ARN",
+        )
+    ),
+    "failed-handler": frozenset((*COMMON_ENVIRONMENT, "OPS_ALERT_TOPIC_ARN")),
+}
+"""Per function (keyed by its ``POWERTOOLS_SERVICE_NAME``): every environment variable it needs."""
+
+
+def required_environment(function: str) -> frozenset[str]:
+    """The environment variable names ``function`` (validator / fraud-detector / failed-handler) needs."""
+    try:
+        return FUNCTION_ENVIRONMENT[function]
+    except KeyError:
+        known = sorted(FUNCTION_ENVIRONMENT)
+        raise ValueError(f"unknown function {function!r}; expected one of {known}") from None
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def _text(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set (see docs/function-contract.md)")
+    return value
+
+
+def _positive_int(name: str) -> int:
+    raw = _text(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"environment variable {name} must be >= 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    environment_suffix: str
+    transactions_table: str
+    idempotency_table: str
+
+
+@dataclass(frozen=True)
+class MerchantSettings:
+    merchant_table: str
+    merchant_cache_ttl_seconds: int
+    merchant_index_name: str
+    merchant_index_shards: int
+
+
+@dataclass(frozen=True)
+class ValidatorSettings:
+    common: CommonSettings
+    merchants: MerchantSettings
+    transaction_queue_url: str
+    card_fingerprint_secret_arn: str
+
+
+@dataclass(frozen=True)
+class FraudDetectorSettings:
+    common: CommonSettings
+    merchants: MerchantSettings
+    fraud_state_table: str
+    fraud_state_shards: int
+    fraud_alert_topic_arn: str
+
+
+@dataclass(frozen=True)
+class FailedHandlerSettings:
+    common: CommonSettings
+    ops_alert_topic_arn: str
+
+
+def _common() -> CommonSettings:
+    return CommonSettings(
+        environment_suffix=_text("ENVIRONMENT_SUFFIX"),
+        transactions_table=_text("TRANSACTIONS_TABLE_NAME"),
+        idempotency_table=_text("IDEMPOTENCY_TABLE_NAME"),
+    )
+
+
+def _merchants() -> MerchantSettings:
+    return MerchantSettings(
+        merchant_table=_text("MERCHANT_CONFIG_TABLE_NAME"),
+        merchant_cache_ttl_seconds=_positive_int("MERCHANT_CACHE_TTL_SECONDS"),
+        merchant_index_name=_text("MERCHANT_INDEX_NAME"),
+        merchant_index_shards=_positive_int("MERCHANT_INDEX_SHARDS"),
+    )
+
+
+@cache
+def validator_settings() -> ValidatorSettings:
+    return ValidatorSettings(
+        common=_common(),
+        merchants=_merchants(),
+        transaction_queue_url=_text("TRANSACTION_QUEUE_URL"),
+        card_fingerprint_secret_arn=_text("CARD_FINGERPRINT_SECRET_ARN"),
+    )
+
+
+@cache
+def fraud_detector_settings() -> FraudDetectorSettings:
+    return FraudDetectorSettings(
+        common=_common(),
+        merchants=_merchants(),
+        fraud_state_table=_text("FRAUD_STATE_TABLE_NAME"),
+        fraud_state_shards=_positive_int("FRAUD_STATE_SHARDS"),
+        fraud_alert_topic_arn=_text("FRAUD_ALERT_TOPIC_ARN"),
+    )
+
+
+@cache
+def failed_handler_settings() -> FailedHandlerSettings:
+    return FailedHandlerSettings(common=_common(), ops_alert_topic_arn=_text("OPS_ALERT_TOPIC_ARN"))
+
+
+@cache
+def common_settings() -> CommonSettings:
+    """The variables every function has (used by code shared by all three, e.g. idempotency)."""
+    return _common()
+
+
+def clear_cache() -> None:
+    """Forget the settings read so far (tests change the environment between cases)."""
+    for loader in (validator_settings, fraud_detector_settings, failed_handler_settings, common_settings):
+        loader.cache_clear()

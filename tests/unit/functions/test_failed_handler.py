@@ -1,0 +1,164 @@
+"""Failed-transaction handler (P6): every dead letter is recorded FAILED somewhere findable, never dropped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.unit.functions.conftest import VISA, transaction
+
+
+def _dead_letter(pipeline: Any, transaction_id: str, receive_count: str = "5") -> dict[str, Any]:
+    """Accept a transaction and take its queue message, as if it had exhausted its receives."""
+    assert pipeline.post(transaction(transaction_id=transaction_id))["statusCode"] == 202
+    message = pipeline.drain(pipeline.queue_url)[0]
+    message["Attributes"]["ApproximateReceiveCount"] = receive_count
+    return message
+
+
+def test_p6_dead_lettered_transaction_is_recorded_failed_with_reason_and_count(pipeline):
+    message = _dead_letter(pipeline, "dlq-1", receive_count="6")
+
+    result = pipeline.run_failed_handler([message])
+
+    assert result == {"batchItemFailures": []}
+    record = pipeline.record("dlq-1")
+    assert record["status"] == "FAILED"
+    assert record["failure_reason"] == "exceeded maxReceiveCount on the transaction queue"
+    assert record["receive_count"] == 6
+    assert record["failed_message_id"] == message["MessageId"]
+    notices = pipeline.published(pipeline.ops_capture_url)
+    assert len(notices) == 1
+    assert notices[0]["transaction_id"] == "dlq-1"
+    assert notices[0]["outcome"] == "failed"
+
+
+def test_failure_reason_is_the_detectors_last_recorded_error(pipeline, monkeypatch):
+    from tap_pipeline import fraud_state
+
+    message = _dead_letter(pipeline, "dlq-2")
+
+    def failing_read(self: Any, message: Any) -> Any:
+        raise TimeoutError("fraud state read timed out")
+
+    monkeypatch.setattr(fraud_state.FraudState, "read", failing_read)
+    pipeline.run_detector([message])
+    pipeline.run_failed_handler([message])
+
+    record = pipeline.record("dlq-2")
+    assert record["status"] == "FAILED"
+    assert record["failure_reason"] == "TimeoutError: fraud state read timed out"
+
+
+def test_redelivered_dead_letter_is_idempotent_one_record_one_notice(pipeline):
+    message = _dead_letter(pipeline, "dlq-3")
+
+    pipeline.run_failed_handler([message])
+    first = pipeline.record("dlq-3")
+    pipeline.run_failed_handler([message])
+    pipeline.run_failed_handler([message])
+
+    assert pipeline.record("dlq-3")["failed_message_id"] == first["failed_message_id"]
+    assert len(pipeline.records()) == 1
+    assert len(pipeline.published(pipeline.ops_capture_url)) == 1
+
+
+def test_final_transaction_is_left_unchanged_and_not_notified(pipeline):
+    message = _dead_letter(pipeline, "dlq-4")
+    pipeline.run_detector([message])  # a duplicate copy of the message dead-lettered after scoring
+    cleared = pipeline.record("dlq-4")
+
+    result = pipeline.run_failed_handler([{**message, "MessageId": "another-copy"}])
+
+    assert result == {"batchItemFailures": []}
+    assert pipeline.record("dlq-4") == cleared
+    assert cleared["status"] == "CLEARED"
+    assert pipeline.published(pipeline.ops_capture_url) == []
+
+
+def test_message_without_record_creates_a_failed_record_from_the_message(pipeline):
+    message = _dead_letter(pipeline, "dlq-5")
+    body = json.loads(message["Body"])
+    pipeline.ddb.Table(pipeline.transactions_table).delete_item(
+        Key={"transaction_id": "dlq-5", "timestamp": body["timestamp"]}
+    )
+
+    pipeline.run_failed_handler([message])
+
+    record = pipeline.record("dlq-5")
+    assert record["status"] == "FAILED"
+    assert "no transaction record existed" in record["failure_reason"]
+    assert record["card_last4"] == "1111"
+    assert pipeline.get("dlq-5")["json"]["status"] == "FAILED"
+
+
+def test_poison_message_is_recorded_by_message_id_without_its_raw_body(pipeline):
+    poison = {
+        "MessageId": "poison-42",
+        "Body": '{"oops": "' + VISA + '", "cvv": "737"',
+        "Attributes": {"ApproximateReceiveCount": "5", "SentTimestamp": "1740830400000"},
+    }
+
+    result = pipeline.run_failed_handler([poison])
+    again = pipeline.run_failed_handler([poison])
+
+    assert result == again == {"batchItemFailures": []}
+    record = pipeline.record("sqs-message#poison-42")
+    assert record["status"] == "FAILED"
+    assert record["timestamp"] == "2025-03-01T12:00:00.000Z"
+    assert record["receive_count"] == 5
+    assert len(record["body_sha256"]) == 64
+    stored = json.dumps(record, default=str)
+    assert VISA not in stored
+    assert "737" not in stored
+    notices = pipeline.published(pipeline.ops_capture_url)
+    assert [n["transaction_id"] for n in notices] == ["sqs-message#poison-42"]
+
+
+def test_own_failure_is_reported_as_batch_item_failure_not_dropped(pipeline, monkeypatch):
+    from tap_pipeline import aws
+
+    good = _dead_letter(pipeline, "dlq-6")
+    other = _dead_letter(pipeline, "dlq-7")
+    real_sns = aws.sns()
+
+    class FlakySns:
+        def publish(self, **kwargs: Any) -> Any:
+            if json.loads(kwargs["Message"])["transaction_id"] == "dlq-7":
+                raise ConnectionError("sns endpoint unreachable")
+            return real_sns.publish(**kwargs)
+
+    monkeypatch.setattr(aws, "sns", lambda: FlakySns())
+    result = pipeline.run_failed_handler([good, other])
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": other["MessageId"]}]}
+    # SQS retries the failed one: the record stays FAILED (same message id) and the notice goes out once.
+    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    assert pipeline.run_failed_handler([other]) == {"batchItemFailures": []}
+    notices = sorted(n["transaction_id"] for n in pipeline.published(pipeline.ops_capture_url))
+    assert notices == ["dlq-6", "dlq-7"]
+    assert pipeline.record("dlq-7")["status"] == "FAILED"
+
+
+def test_flagged_transaction_whose_alert_kept_failing_is_reported_to_ops(pipeline, monkeypatch):
+    from tap_pipeline import aws
+
+    pipeline.post(transaction(transaction_id="dup-a"))
+    pipeline.run_detector()
+    message = _dead_letter(pipeline, "dup-b")  # same card, merchant, amount: FLAGGED as duplicate
+    real_sns = aws.sns()
+
+    class DownSns:
+        def publish(self, **kwargs: Any) -> Any:
+            raise ConnectionError("sns unreachable")
+
+    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    for _ in range(5):  # every receive fails to publish the alert; SQS then dead-letters it
+        assert pipeline.run_detector([message])["batchItemFailures"]
+    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+
+    pipeline.run_failed_handler([message])
+
+    assert pipeline.record("dup-b")["status"] == "FLAGGED"
+    notices = pipeline.published(pipeline.ops_capture_url)
+    assert [(n["transaction_id"], n["outcome"]) for n in notices] == [("dup-b", "flagged-alert-unconfirmed")]
