@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit install clean
+RUN := PYTHONPATH=src:. $(BIN)/python
+
+.PHONY: test lint unit integration local demo outbox install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +22,20 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# Against the local pipeline by default; TAP_INTEGRATION_TARGET=deployed uses cfn-outputs/flat-outputs.json.
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+# The whole pipeline on this machine, built from the Pulumi program (Ctrl-C stops it).
+local: $(STAMP)
+	$(RUN) -m tap_local up
+
+demo: $(STAMP)
+	$(RUN) -m tap_local demo
+
+outbox: $(STAMP)
+	$(RUN) -m tap_local outbox
 
 test: lint $(STAMP)
 	$(BIN)/pytest

@@ -21,6 +21,7 @@ from typing import Any
 from tap_local.workers import FunctionWorkers, Invocation
 
 SQS_MAX_BATCH = 10
+EMPTY_POLL_PAUSE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,16 @@ class SqsPoller:
             received = sqs.receive_message(
                 QueueUrl=self.spec.queue_url,
                 MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=1,  # short long-poll so Ctrl-C stops promptly
+                # Short polls: the emulator serves one request at a time, so a long poll would
+                # hold every other caller up. An empty queue is polled again after EMPTY_POLL_PAUSE.
+                WaitTimeSeconds=0,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             messages.extend(received)
             if messages and (not received or time.monotonic() >= window_ends):
+                break
+            if not received and self._stop.wait(EMPTY_POLL_PAUSE_SECONDS):
                 break
         return messages
 

@@ -168,8 +168,3 @@ def ops_notices(outputs: dict[str, Any]) -> Iterator[Inbox]:
     inbox = Inbox(outputs, outputs["ops_topic_arn"])
     yield inbox
     inbox.close()
-
-
-def unique_token() -> str:
-    """A provider token no other test uses, so per-card fraud state starts empty."""
-    return f"tok_it_{uuid.uuid4().hex}"

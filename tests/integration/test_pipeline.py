@@ -4,39 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.integration.conftest import Api, Inbox, aws_client, unique_token
+import pytest
 
-STRICT_MERCHANT = "test-merchant-strict"
+from tap_local.scenarios import fraud_scenarios, luhn_pan, unique_token, unprocessable_message
+from tap_local.scenarios import transaction as body
+from tests.integration.conftest import Api, Inbox, aws_client
+
 DEPLOYED = os.environ.get("TAP_INTEGRATION_TARGET") == "deployed"
 # A dead-lettered message needs maxReceiveCount visibility timeouts in AWS (5 x 300 s).
 DEAD_LETTER_TIMEOUT = 1800 if DEPLOYED else 90
-
-
-def luhn_pan(prefix: str = "4", length: int = 16) -> str:
-    """A random Luhn-valid card number (a test number, never a real card)."""
-    digits = [int(d) for d in prefix] + [random.randint(0, 9) for _ in range(length - len(prefix) - 1)]
-    total = 0
-    for index, digit in enumerate(reversed(digits)):
-        doubled = digit * 2 if index % 2 == 0 else digit
-        total += doubled - 9 if doubled > 9 else doubled
-    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
-
-
-def body(merchant: str = "test-merchant-001", amount: str = "25.00", **extra: Any) -> dict[str, Any]:
-    return {
-        "merchant_id": merchant,
-        "amount": amount,
-        "currency": "USD",
-        "card": {"token": unique_token()},
-        **extra,
-    }
 
 
 def submit_all(api: Api, bodies: list[dict[str, Any]]) -> list[str]:
@@ -93,47 +75,13 @@ def test_card_number_is_never_echoed_beyond_bin_and_last4(api: Api):
     assert pan not in json.dumps(record) and pan not in response.text
 
 
-def test_velocity_pattern_is_flagged_with_exactly_one_alert(api: Api, fraud_alerts: Inbox):
-    token = unique_token()
-    requests = [
-        {**body(STRICT_MERCHANT, f"{30 + i}.00"), "card": {"token": token}} for i in range(7)
-    ]  # 7 uses of one card within a minute; the rule fires above 5
-    assert_flagged_once(api, fraud_alerts, submit_all(api, requests), "velocity_1m")
-
-
-def test_amount_spike_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
-    # EUR keeps this baseline apart from the other tests' USD traffic on the same merchant.
-    baseline = [{**body(STRICT_MERCHANT, f"{20 + (i % 7)}.00"), "currency": "EUR"} for i in range(25)]
-    finals(api, submit_all(api, baseline))
-    spike = submit_all(api, [{**body(STRICT_MERCHANT, "4999.00"), "currency": "EUR"}])
-    assert_flagged_once(api, fraud_alerts, spike, "amount_spike")
-
-
-def test_card_testing_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
-    token = unique_token()
-    merchants = [STRICT_MERCHANT, "test-merchant-001"]
-    requests = [
-        {**body(merchants[i % 2], f"1.0{i}"), "card": {"token": token}} for i in range(5)
-    ]  # five small amounts from one card across two merchants
-    assert_flagged_once(api, fraud_alerts, submit_all(api, requests), "card_testing")
-
-
-def test_duplicate_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
-    token = unique_token()
-    requests = [{**body(STRICT_MERCHANT, "77.70"), "card": {"token": token}} for _ in range(2)]
-    assert_flagged_once(api, fraud_alerts, submit_all(api, requests), "duplicate")
-
-
-def test_country_currency_mismatch_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
-    ids = submit_all(api, [body(STRICT_MERCHANT, "45.00", country="FR")])
-    assert_flagged_once(api, fraud_alerts, ids, "geo_mismatch")
-
-
-def test_amount_over_limit_pattern_is_flagged(api: Api, fraud_alerts: Inbox):
-    ids = submit_all(api, [body(STRICT_MERCHANT, "1500.00")])
-    flagged = assert_flagged_once(api, fraud_alerts, ids, "amount_over_limit")
+@pytest.mark.parametrize("scenario", fraud_scenarios(), ids=lambda scenario: scenario.rule)
+def test_each_fraud_pattern_is_flagged_with_exactly_one_alert(api: Api, fraud_alerts: Inbox, scenario):
+    if scenario.warmup:
+        finals(api, submit_all(api, scenario.warmup))
+    flagged = assert_flagged_once(api, fraud_alerts, submit_all(api, scenario.requests), scenario.rule)
     (alert,) = alerts_for(fraud_alerts, flagged["transaction_id"])
-    assert alert["card"] == {"bin": None, "last4": None}  # a token has neither
+    assert alert["card"] == {"bin": None, "last4": None}  # tokens have neither; a PAN shows BIN + last 4 only
 
 
 def test_request_without_or_with_a_wrong_api_key_is_403(api: Api):
@@ -174,16 +122,8 @@ def test_poison_message_ends_failed_with_its_reason(outputs: dict[str, Any], api
     """A message the fraud detector can never process dead-letters and the failed handler records it."""
     sqs = aws_client(outputs, "sqs")
     transaction_id = f"poison-{uuid.uuid4().hex}"
-    message = {
-        "schema_version": 1,
-        "transaction_id": transaction_id,  # no RECEIVED record exists: scoring fails every time
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "merchant_id": "test-merchant-001",
-        "merchant_shard": "test-merchant-001#0",
-        "amount": "10.00",
-        "currency": "USD",
-        "card": {"fingerprint": uuid.uuid4().hex, "kind": "token"},
-    }
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    message = unprocessable_message(transaction_id, now)
     sqs.send_message(QueueUrl=outputs["transaction_queue_url"], MessageBody=json.dumps(message))
     sqs.send_message(QueueUrl=outputs["transaction_queue_url"], MessageBody="this is not a transaction")
     record = api.wait_for_final(transaction_id, timeout=DEAD_LETTER_TIMEOUT)
