@@ -40,7 +40,11 @@ class LocalConfig:
     workdir: Path = field(
         default_factory=lambda: Path(os.environ.get("TAP_LOCAL_WORKDIR", REPO_ROOT / ".local"))
     )
-    outputs_path: Path = field(default_factory=lambda: REPO_ROOT / "cfn-outputs" / "flat-outputs.json")
+    outputs_path: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("TAP_LOCAL_OUTPUTS", REPO_ROOT / "cfn-outputs" / "flat-outputs.json")
+        )
+    )
     verbose: bool = True
 
     @property
@@ -247,7 +251,10 @@ class LocalPipeline:
     def _write_outputs(self) -> None:
         assert self.graph is not None
         self.config.outputs_path.parent.mkdir(parents=True, exist_ok=True)
-        self.config.outputs_path.write_text(json.dumps(self.graph.outputs, indent=2) + "\n")
+        # Written last and atomically: its appearance is the signal that the pipeline is ready.
+        partial = self.config.outputs_path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.graph.outputs, indent=2) + "\n")
+        partial.replace(self.config.outputs_path)
 
     # -- reporting ---------------------------------------------------------------------------------
     @property

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,18 +43,40 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         return
     if target != "local":
         raise pytest.UsageError(f"TAP_INTEGRATION_TARGET must be 'local' or 'deployed', not {target!r}")
-    from tap_local.pipeline import LocalConfig, LocalPipeline
+    yield from _local_pipeline(tmp_path_factory.mktemp("local-pipeline"))
 
-    config = LocalConfig(
-        emulator_port=0,
-        api_port=0,
-        retry_delay_seconds=1,
-        workdir=tmp_path_factory.mktemp("local-pipeline"),
-        outputs_path=OUTPUTS_PATH,
-        verbose=False,
+
+def _local_pipeline(workdir: Path) -> Iterator[dict[str, Any]]:
+    """`python -m tap_local up` in its own process, as a developer runs it; stopped with SIGTERM."""
+    OUTPUTS_PATH.unlink(missing_ok=True)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
+        "TAP_LOCAL_EMULATOR_PORT": "0",
+        "TAP_LOCAL_API_PORT": "0",
+        "TAP_LOCAL_RETRY_DELAY": "1",
+        "TAP_LOCAL_WORKDIR": str(workdir),
+        "TAP_LOCAL_OUTPUTS": str(OUTPUTS_PATH),
+    }
+    log = (workdir / "pipeline.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_local", "up"], env=environment, stdout=log, stderr=subprocess.STDOUT
     )
-    with LocalPipeline(config):
+    try:
+        deadline = time.monotonic() + 120
+        while not OUTPUTS_PATH.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"local pipeline did not start:\n{(workdir / 'pipeline.log').read_text()}")
+            time.sleep(0.2)
         yield json.loads(OUTPUTS_PATH.read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
 
 
 def aws_client(outputs: dict[str, Any], service: str) -> Any:
