@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +47,11 @@ class _LockedMotoServer(ThreadedMotoServer):
         self._server_ready_event.set()
         self._server.serve_forever()
 
+    def stop(self) -> None:
+        super().stop()
+        if self._server is not None:
+            self._server.server_close()  # release the port, not just stop serving
+
 
 @dataclass
 class Emulator:
@@ -57,13 +62,13 @@ class Emulator:
     _server: _LockedMotoServer | None = None
 
     def start(self) -> Emulator:
-        # Credentials for this process's own clients; never real ones, never from the environment.
-        for key, value in CREDENTIALS.items():
-            os.environ.setdefault(key, value)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
         self._server = _LockedMotoServer(ip_address=LOOPBACK, port=self.port, verbose=False)
         self._server.start()
         self.port = self._server.get_host_and_port()[1]  # the real port when 0 asked for any free one
+        # moto keeps its state in process-wide backends: start every pipeline from empty.
+        reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback emulator
         return self
 
     def stop(self) -> None:

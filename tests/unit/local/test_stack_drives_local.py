@@ -1,0 +1,82 @@
+"""The local pipeline is the stack: change the program and the local run changes, with no second edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import lib.components.data as data_component
+import lib.components.functions as functions_component
+from tap_local.pipeline import LocalConfig, LocalPipeline
+
+
+@pytest.fixture
+def start_pipeline(tmp_path: Path):
+    pipelines: list[LocalPipeline] = []
+
+    def start() -> LocalPipeline:
+        config = LocalConfig(
+            emulator_port=0,
+            api_port=0,
+            workdir=tmp_path,
+            outputs_path=tmp_path / "outputs.json",
+            verbose=False,
+        )
+        pipelines.append(LocalPipeline(config).start())
+        return pipelines[-1]
+
+    yield start
+    for pipeline in pipelines:
+        pipeline.stop()
+
+
+def test_batch_size_index_and_environment_come_from_the_stack(start_pipeline, monkeypatch):
+    monkeypatch.setattr(functions_component, "SQS_BATCH_SIZE", 3)
+    monkeypatch.setattr(functions_component, "MERCHANT_INDEX_SHARDS", 4)
+    monkeypatch.setattr(data_component, "MERCHANT_INDEX_NAME", "merchant-by-day")
+    pipeline = start_pipeline()
+
+    assert {poller.spec.batch_size for poller in pipeline.pollers} == {3}
+    table = pipeline.emulator.client("dynamodb").describe_table(
+        TableName=pipeline.outputs["transactions_table_name"]
+    )
+    assert [index["IndexName"] for index in table["Table"]["GlobalSecondaryIndexes"]] == ["merchant-by-day"]
+    fraud_detector = next(
+        w for w in pipeline.workers.values() if w.spec.name.startswith("tap-fraud-detector")
+    )
+    assert fraud_detector.spec.environment["MERCHANT_INDEX_SHARDS"] == "4"
+
+
+def test_default_stack_runs_locally_with_its_own_values_and_lists_what_only_aws_runs(start_pipeline):
+    pipeline = start_pipeline()
+    assert {poller.spec.batch_size for poller in pipeline.pollers} == {functions_component.SQS_BATCH_SIZE}
+    queue_attributes = pipeline.emulator.client("sqs").get_queue_attributes(
+        QueueUrl=pipeline.outputs["transaction_queue_url"],
+        AttributeNames=["VisibilityTimeout", "RedrivePolicy"],
+    )["Attributes"]
+    assert queue_attributes["VisibilityTimeout"] == "300"
+    assert '"maxReceiveCount": 5' in queue_attributes["RedrivePolicy"]
+    aws_only = {type_token for type_token, _ in pipeline.aws_only_resources()}
+    assert {
+        "aws:ec2/vpc:Vpc",
+        "aws:wafv2/webAcl:WebAcl",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+    } <= aws_only
+    assert pipeline.outputs["api_url"].startswith(f"http://127.0.0.1:{pipeline.api.port}/local/")
+
+
+def test_stop_leaves_no_process_or_port_behind(start_pipeline):
+    import socket
+
+    pipeline = start_pipeline()
+    processes = [sandbox.process for workers in pipeline.workers.values() for sandbox in workers._all]
+    ports = (pipeline.emulator.port, pipeline.api.port)
+    pipeline.stop()
+    assert all(process.poll() is not None for process in processes)
+    for port in ports:
+        with socket.socket() as probe:
+            # SO_REUSEADDR tolerates closed connections in TIME_WAIT, but not a listening socket.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
