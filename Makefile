@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox install clean
+.PHONY: test lint unit integration local demo outbox policy install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,7 @@ test: lint $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .local cfn-outputs
+
+# The security baseline (lib/policy) against the stack as it would deploy.
+policy: $(STAMP)
+	$(RUN) -m lib.policy

@@ -204,8 +204,6 @@ class Api(TaggedComponent):
                             "logs:DescribeLogGroups",
                             "logs:DescribeLogStreams",
                             "logs:PutLogEvents",
-                            "logs:GetLogEvents",
-                            "logs:FilterLogEvents",
                         ],
                         # Execution logs land in groups named after the API id, not known in advance.
                         [ctx.arn("logs", "log-group:*")],
