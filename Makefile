@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox policy install clean
+.PHONY: test lint unit integration local demo outbox policy bench resilience install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,11 @@ clean:
 # The security baseline (lib/policy) against the stack as it would deploy.
 policy: $(STAMP)
 	$(RUN) -m lib.policy
+
+# Benchmarks (BENCHMARKS.md): BENCH_MODE=quick only checks they run (what CI does).
+bench: $(STAMP)
+	$(RUN) -m bench $(if $(BENCH_MODE),--mode $(BENCH_MODE),)
+
+# Resilience evidence (fuzzing, fault injection, load, card-data scan); RESILIENCE_MODE=long for the full run.
+resilience: $(STAMP)
+	$(RUN) -m resilience $(if $(RESILIENCE_MODE),--mode $(RESILIENCE_MODE),)
