@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lib.config import StackSettings
+from lib.config import DEFAULT_REGION, StackSettings
 from lib.graph import AwsLikeAnswers, evaluate
 from lib.policy import run_controls
 from lib.tap_stack import build
@@ -13,7 +13,7 @@ from lib.tap_stack import build
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.policy", description=__doc__)
-    parser.add_argument("--region", default="us-east-2")
+    parser.add_argument("--region", default=DEFAULT_REGION)
     parser.add_argument("--suffix", default="policy")
     args = parser.parse_args(argv)
     settings = StackSettings(

@@ -548,62 +548,65 @@ def _resource_policy_statements(
         yield policy, _policy_statements(policy)
 
 
+def _unencrypted(graph: StackGraph, type_token: str) -> Iterator[Finding]:
+    for resource in graph.of_type(type_token):
+        if not resource.inputs.get("kmsMasterKeyId"):
+            yield resource, "no kmsMasterKeyId"
+
+
+def _public_statements(
+    graph: StackGraph, type_token: str, policies: Callable[[StackGraph, RecordedResource], Any]
+) -> Iterator[Finding]:
+    for resource in graph.of_type(type_token):
+        for source, statements in _resource_policy_statements(resource, policies(graph, resource)):
+            for statement in statements or []:
+                if doc.is_public_allow(statement):
+                    yield source, f"statement {statement.get('Sid', '(no Sid)')} allows any principal"
+
+
+def _without_tls_deny(
+    graph: StackGraph, type_token: str, policies: Callable[[StackGraph, RecordedResource], Any], action: str
+) -> Iterator[Finding]:
+    for resource in graph.of_type(type_token):
+        denied = any(
+            doc.denies_insecure_transport(s, action, _arn(resource))
+            for _, statements in _resource_policy_statements(resource, policies(graph, resource))
+            for s in statements or []
+        )
+        if not denied:
+            yield resource, f"no policy denies {action} on this resource when aws:SecureTransport is false"
+
+
 @control("SQS.1", "SQS queues are encrypted at rest with a KMS key")
 def sqs_encrypted(graph: StackGraph) -> Iterator[Finding]:
     # Stricter than FSBP (which accepts SSE-SQS): C3 asks for KMS, TAP-ENCRYPTION for our CMK.
-    for queue in graph.of_type(QUEUE):
-        if not queue.inputs.get("kmsMasterKeyId"):
-            yield queue, "no kmsMasterKeyId"
+    return _unencrypted(graph, QUEUE)
 
 
 @control("SQS.3", "SQS queue policies do not allow public access")
 def sqs_not_public(graph: StackGraph) -> Iterator[Finding]:
-    for queue in graph.of_type(QUEUE):
-        for source, statements in _resource_policy_statements(queue, _queue_policies(graph, queue)):
-            for statement in statements or []:
-                if doc.is_public_allow(statement):
-                    yield source, f"statement {statement.get('Sid', '(no Sid)')} allows any principal"
+    return _public_statements(graph, QUEUE, _queue_policies)
 
 
 @control("TAP-SQS-TLS", "Every queue policy denies requests without TLS (aws:SecureTransport)")
 def sqs_tls_only(graph: StackGraph) -> Iterator[Finding]:
-    for queue in graph.of_type(QUEUE):
-        denied = any(
-            doc.denies_insecure_transport(s, "sqs:*", _arn(queue))
-            for _, statements in _resource_policy_statements(queue, _queue_policies(graph, queue))
-            for s in statements or []
-        )
-        if not denied:
-            yield queue, "no policy denies sqs:* on this queue when aws:SecureTransport is false"
+    return _without_tls_deny(graph, QUEUE, _queue_policies, "sqs:*")
 
 
 @control("SNS.1", "SNS topics are encrypted at rest with a KMS key")
 def sns_encrypted(graph: StackGraph) -> Iterator[Finding]:
-    for topic in graph.of_type(TOPIC):
-        if not topic.inputs.get("kmsMasterKeyId"):
-            yield topic, "no kmsMasterKeyId"
+    return _unencrypted(graph, TOPIC)
 
 
 @control("SNS.4", "SNS topic policies do not allow public access")
 def sns_not_public(graph: StackGraph) -> Iterator[Finding]:
-    for topic in graph.of_type(TOPIC):
-        for source, statements in _resource_policy_statements(topic, _topic_policies(graph, topic)):
-            for statement in statements or []:
-                if doc.is_public_allow(statement):
-                    yield source, f"statement {statement.get('Sid', '(no Sid)')} allows any principal"
+    return _public_statements(graph, TOPIC, _topic_policies)
 
 
 @control("TAP-SNS-TLS", "Every topic policy denies publishing without TLS (aws:SecureTransport)")
 def sns_tls_only(graph: StackGraph) -> Iterator[Finding]:
     # sns:Publish is the action AWS's own encryption-in-transit example denies; the stack only publishes.
-    for topic in graph.of_type(TOPIC):
-        denied = any(
-            doc.denies_insecure_transport(s, "sns:Publish", _arn(topic))
-            for _, statements in _resource_policy_statements(topic, _topic_policies(graph, topic))
-            for s in statements or []
-        )
-        if not denied:
-            yield topic, "no policy denies sns:Publish on this topic when aws:SecureTransport is false"
+    return _without_tls_deny(graph, TOPIC, _topic_policies, "sns:Publish")
 
 
 # --- encryption with the stack's CMK ------------------------------------------------------------

@@ -20,28 +20,30 @@ from tap_pipeline.observability import tracer
 
 
 @tracer.capture_method(capture_response=False)
-def _publish_fraud_alert(alert: dict[str, Any], topic_arn: str) -> dict[str, str]:
+def _publish(
+    topic_arn: str, subject: str, body: dict[str, Any], attributes: dict[str, str]
+) -> dict[str, str]:
     response = aws.sns().publish(
         TopicArn=topic_arn,
-        Subject=f"Fraud alert: transaction {alert['transaction_id']}"[:100],
-        Message=json.dumps(alert, sort_keys=True, default=str),
+        Subject=subject[:100],  # SNS's limit for email subjects
+        Message=json.dumps(body, sort_keys=True, default=str),
         MessageAttributes={
-            "kind": {"DataType": "String", "StringValue": "fraud_alert"},
-            "merchant_id": {"DataType": "String", "StringValue": str(alert["merchant_id"])},
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
         },
     )
     return {"message_id": response["MessageId"]}
 
 
-@tracer.capture_method(capture_response=False)
-def _publish_ops_notice(notice: dict[str, Any], topic_arn: str) -> dict[str, str]:
-    response = aws.sns().publish(
-        TopicArn=topic_arn,
-        Subject=f"Failed transaction: {notice.get('transaction_id') or notice['message_id']}"[:100],
-        Message=json.dumps(notice, sort_keys=True, default=str),
-        MessageAttributes={"kind": {"DataType": "String", "StringValue": "failed_transaction"}},
+def _publish_fraud_alert(alert: dict[str, Any], topic_arn: str) -> dict[str, str]:
+    subject = f"Fraud alert: transaction {alert['transaction_id']}"
+    return _publish(
+        topic_arn, subject, alert, {"kind": "fraud_alert", "merchant_id": str(alert["merchant_id"])}
     )
-    return {"message_id": response["MessageId"]}
+
+
+def _publish_ops_notice(notice: dict[str, Any], topic_arn: str) -> dict[str, str]:
+    subject = f"Failed transaction: {notice.get('transaction_id') or notice['message_id']}"
+    return _publish(topic_arn, subject, notice, {"kind": "failed_transaction"})
 
 
 @cache
