@@ -1,4 +1,4 @@
-"""`python -m tap_local up | demo | outbox` — the local pipeline's command line."""
+"""`python -m tap_local up | demo | outbox | redrive` — the local pipeline's command line."""
 
 from __future__ import annotations
 
@@ -72,12 +72,34 @@ def demo(_: argparse.Namespace) -> int:
     return run_demo()
 
 
+def redrive(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tap_local.redrive import main as redrive_main
+
+    outputs = Path(args.outputs) if args.outputs else LocalConfig().outputs_path
+    return redrive_main(args.source, args.endpoint_url, outputs, args.limit, args.to)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tap_local", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="run the pipeline until Ctrl-C").set_defaults(run=up)
     commands.add_parser("demo", help="send a mixed batch and print the outcomes").set_defaults(run=demo)
     commands.add_parser("outbox", help="show alert emails delivered locally").set_defaults(run=outbox)
+    replay = commands.add_parser(
+        "redrive", help="move dead-lettered messages back: parking -> transaction DLQ -> transaction queue"
+    )
+    replay.add_argument("--from", dest="source", choices=["parking", "transaction-dlq"], required=True)
+    replay.add_argument(
+        "--to",
+        choices=["transaction-dlq", "transaction-queue"],
+        help="destination (default: parking -> transaction-dlq, transaction-dlq -> transaction-queue)",
+    )
+    replay.add_argument("--endpoint-url", help="emulator URL (default: from the outputs file)")
+    replay.add_argument("--outputs", help="outputs file of the running pipeline (default: TAP_LOCAL_OUTPUTS)")
+    replay.add_argument("--limit", type=int, default=10_000, help="move at most this many messages")
+    replay.set_defaults(run=redrive)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -15,6 +15,7 @@ from lib.graph import StackGraph, evaluate
 from lib.tap_stack import build
 from tap_local.answers import LocalAnswers
 from tap_local.emulator import CREDENTIALS, Emulator
+from tap_local.faults import FaultPlan, FaultProxy
 from tap_local.gateway import ApiKeyPlan, LocalRestApi
 from tap_local.pollers import BatchOutcome, MappingSpec, SqsPoller
 from tap_local.workers import FunctionSpec, FunctionWorkers, Invocation
@@ -46,6 +47,8 @@ class LocalConfig:
         )
     )
     verbose: bool = True
+    # Fault injection (resilience runs only): None runs the pipeline exactly as before.
+    faults: FaultPlan | None = None
 
     @property
     def outbox_path(self) -> Path:
@@ -122,6 +125,7 @@ class LocalPipeline:
         self.workers: dict[str, FunctionWorkers] = {}
         self.pollers: list[SqsPoller] = []
         self.api: LocalRestApi | None = None
+        self.fault_proxy: FaultProxy | None = None
         self._stop = threading.Event()
         self._outbox_thread: threading.Thread | None = None
         self._print_lock = threading.Lock()
@@ -154,6 +158,9 @@ class LocalPipeline:
             workers.close()
         if self._outbox_thread is not None:
             self._outbox_thread.join(timeout=5)
+        if self.fault_proxy is not None:
+            self.fault_proxy.stop()
+            self.fault_proxy = None
         self.emulator.stop()
 
     def __enter__(self) -> LocalPipeline:
@@ -177,10 +184,15 @@ class LocalPipeline:
         # The code asset's root, like LAMBDA_TASK_ROOT: the functions can import only their own package.
         environment_base = {"PYTHONPATH": str(REPO_ROOT / "src"), "LAMBDA_TASK_ROOT": str(REPO_ROOT / "src")}
         by_arn: dict[str, FunctionWorkers] = {}
+        endpoint_url = self.emulator.endpoint_url
+        if self.config.faults is not None:
+            # The functions reach "AWS" through the fault proxy; the pipeline's own calls do not.
+            self.fault_proxy = FaultProxy(self.emulator.port, self.config.faults).start()
+            endpoint_url = self.fault_proxy.endpoint_url
         for spec in function_specs(self.graph):
             environment = {
                 **environment_base,
-                **spec.process_environment(self.config.region, self.emulator.endpoint_url, CREDENTIALS),
+                **spec.process_environment(self.config.region, endpoint_url, CREDENTIALS),
             }
             log_path = self.config.workdir / "logs" / f"{spec.name}.log"
             workers = FunctionWorkers(spec, environment, log_path, self.config.workers_per_function)
@@ -194,6 +206,7 @@ class LocalPipeline:
                 self.config.retry_delay_seconds,
                 self._log_batch,
                 poller_count=self.config.workers_per_function,
+                faults=self.config.faults,
             )
             poller.start()
             self.pollers.append(poller)

@@ -12,12 +12,14 @@ timeout, so a poison message reaches the DLQ in seconds on a laptop.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tap_local.faults import FaultPlan
 from tap_local.workers import FunctionWorkers, Invocation
 
 SQS_MAX_BATCH = 10
@@ -104,8 +106,10 @@ class SqsPoller:
         retry_delay_seconds: int,
         on_batch: Callable[[BatchOutcome], None],
         poller_count: int,
+        faults: FaultPlan | None = None,
     ):
         self.spec = spec
+        self._faults = faults
         self._workers = workers
         self._client_factory = sqs_client_factory
         self._region = region
@@ -159,7 +163,18 @@ class SqsPoller:
             if not messages:
                 continue
             ids = [m["MessageId"] for m in messages]
-            invocation = self._workers.invoke(sqs_event(messages, self.spec.queue_arn, self._region))
+            event = sqs_event(messages, self.spec.queue_arn, self._region)
+            fault = self._faults.invocation_fault() if self._faults is not None else None
+            if fault is not None and self._faults is not None:
+                self._faults.events.append((fault, self._workers.spec.name, _transaction_ids(messages)))
+            if fault == "duplicate_delivery":
+                # At-least-once delivery: the same batch reaches the function twice.
+                self._workers.invoke(event)
+            if fault in ("worker_crash", "timeout"):
+                assert self._faults is not None
+                invocation = self._workers.invoke(event, fault, self._faults.timeout_seconds)
+            else:
+                invocation = self._workers.invoke(event)
             failed = set(failed_message_ids(invocation, ids, self.spec.report_batch_item_failures))
             succeeded = [m for m in messages if m["MessageId"] not in failed]
             for start in range(0, len(succeeded), SQS_MAX_BATCH):
@@ -179,3 +194,13 @@ class SqsPoller:
                     )
             bodies = {m["MessageId"]: m["Body"] for m in messages}
             self._on_batch(BatchOutcome(self._workers.spec.name, ids, sorted(failed), invocation, bodies))
+
+
+def _transaction_ids(messages: list[dict[str, Any]]) -> list[str]:
+    ids = []
+    for message in messages:
+        try:
+            ids.append(str(json.loads(message["Body"]).get("transaction_id")))
+        except (ValueError, AttributeError):
+            ids.append(f"message {message['MessageId']}")
+    return ids

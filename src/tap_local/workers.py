@@ -139,14 +139,20 @@ class FunctionWorkers:
         if not self._closed:
             self._add_sandbox()
 
-    def invoke(self, event: Any) -> Invocation:
+    def invoke(self, event: Any, fault: str | None = None, fault_after_seconds: float = 0.2) -> Invocation:
+        """Run one invocation; `fault` ("worker_crash" / "timeout", for fault injection) kills the
+        worker after `fault_after_seconds`, mid-invocation, as a crash or a timeout would."""
         invocation = Invocation()
         sandbox = self._idle.get()
         started = time.perf_counter()
-        deadline = time.time() + self.spec.timeout_seconds
+        timeout = fault_after_seconds if fault == "timeout" else self.spec.timeout_seconds
+        deadline = time.time() + timeout
         try:
             sandbox.send({"request_id": invocation.request_id, "event": event, "deadline": deadline})
-            response = sandbox.receive(self.spec.timeout_seconds)
+            if fault == "worker_crash":
+                sandbox.receive(fault_after_seconds)  # a response already in flight is lost too
+                raise EOFError("worker killed mid-invocation (injected fault)")
+            response = sandbox.receive(timeout)
         except (EOFError, OSError, ValueError) as exc:
             invocation.error = {"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {exc}"}
             self._replace(sandbox)
@@ -156,7 +162,7 @@ class FunctionWorkers:
         if response is None:
             invocation.error = {
                 "errorType": "Sandbox.Timedout",
-                "errorMessage": f"Task timed out after {self.spec.timeout_seconds:.2f} seconds",
+                "errorMessage": f"Task timed out after {timeout:.2f} seconds",
             }
             self._replace(sandbox)  # Lambda discards a timed-out sandbox too
             return invocation

@@ -1,0 +1,6 @@
+"""Benchmarks for the pipeline: cold start, cost per transaction, handler CPU and capacity, local throughput.
+
+Run with ``make bench`` (full: writes BENCHMARKS.md) or ``BENCH_MODE=quick make bench`` (CI: tiny
+sizes, only proves every benchmark still executes). Figures are medians of several runs and ratios
+are taken within one run, because shared machines are noisy.
+"""

@@ -1,0 +1,79 @@
+"""``python -m bench [--mode quick|full]``: run every benchmark, print the report, write it.
+
+Full mode writes BENCHMARKS.md at the repo root; quick mode (CI) runs tiny sizes and writes to a
+temporary file, because its figures only prove the benchmarks execute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench import cold_start, cost, cpu, hot_merchant, local_throughput, report
+from bench.common import REPO_ROOT, Mode
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence the handlers' JSON logs and EMF metrics (written to fd 1) while a benchmark runs."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _timed(label: str, timings: dict[str, float], func: object, *args: object) -> object:
+    began = time.perf_counter()
+    print(f"running {label} ...", file=sys.stderr, flush=True)
+    with _quiet_stdout():
+        result = func(*args)  # type: ignore[operator]
+    timings[label] = time.perf_counter() - began
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--mode", choices=("quick", "full"), default="full")
+    parser.add_argument("--output", type=Path, help="where to write the report (default depends on mode)")
+    args = parser.parse_args(argv)
+    mode = Mode(args.mode)
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    results = report.Results(
+        mode=mode,
+        cold=_timed("cold start", timings, cold_start.run, mode),  # type: ignore[arg-type]
+        cost=_timed("cost per transaction", timings, cost.run, mode),  # type: ignore[arg-type]
+        hot=_timed("hot merchant", timings, hot_merchant.run, mode),  # type: ignore[arg-type]
+        hot_single=_timed("hot merchant (batches of 1)", timings, hot_merchant.run, mode, 1),  # type: ignore[arg-type]
+        cpu=_timed("handler cpu", timings, cpu.run, mode),  # type: ignore[arg-type]
+        local=_timed("local throughput", timings, local_throughput.run, mode),  # type: ignore[arg-type]
+        timings=timings,
+    )
+    results.total_seconds = time.perf_counter() - began
+    text = report.render(results)
+    if args.output is not None:
+        target = args.output
+    elif mode.quick:
+        target = Path(tempfile.mkstemp(prefix="benchmarks-quick-", suffix=".md")[1])
+    else:
+        target = REPO_ROOT / "BENCHMARKS.md"
+    target.write_text(text)
+    print(text)
+    print(f"report written to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Cost per accepted transaction, end to end, against moto in-process, for growing history sizes.
+
+History: ``REAL_HISTORY`` transactions go through the real handlers (validator, then the fraud
+detector in batches of 10) on distinct cards of the merchant. For each size N the earlier history
+of one card at that merchant is then *synthesized*: N RECEIVED->CLEARED records and validator
+guard items, spread over the past 30 days, the card's 1-hour counter buckets and duplicate items,
+and the merchant baseline ADDed with those N amounts -- the same items, keys (``fraud_state`` and
+``repository`` key functions) and aggregates the code writes. Measured transactions then use that
+card, one message per detector invocation (worst case: no batch to share the baseline write).
+
+Requests are counted per operation by wrapping ``BaseClient._make_api_call`` (only while a handler
+runs; the test harness's own SQS drain stands in for the event source mapping and is not counted).
+Items: GetItem 1 read, BatchGetItem its keys, Query its returned Count, TransactWriteItems its
+entries, Put/Update/DeleteItem 1 write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import botocore.client
+
+from bench.common import Mode
+
+REAL_HISTORY = 100
+MEASURED_PER_SIZE = 3  # one card: more within a minute would be a velocity pattern, not the happy path
+TARGET_REQUESTS = 5
+FLATNESS = 0.10
+
+
+class CallCounter:
+    """Counts AWS requests and DynamoDB items while ``active``."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.requests: Counter[str] = Counter()
+        self.reads = 0
+        self.writes = 0
+        self._original = botocore.client.BaseClient._make_api_call
+
+    def install(self) -> None:
+        counter = self
+        original = self._original
+
+        def counting(client: Any, operation: str, params: Any) -> Any:
+            response = original(client, operation, params)
+            if counter.active:
+                counter.record(client.meta.service_model.service_name, operation, params, response)
+            return response
+
+        botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        botocore.client.BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+
+    def record(self, service: str, operation: str, params: dict[str, Any], response: dict[str, Any]) -> None:
+        self.requests[f"{service}.{operation}"] += 1
+        if service != "dynamodb":
+            return
+        if operation == "GetItem":
+            self.reads += 1
+        elif operation == "BatchGetItem":
+            self.reads += sum(len(t["Keys"]) for t in params["RequestItems"].values())
+        elif operation == "Query":
+            self.reads += int(response.get("Count", 0))
+        elif operation == "TransactWriteItems":
+            self.writes += len(params["TransactItems"])
+        elif operation in ("PutItem", "UpdateItem", "DeleteItem"):
+            self.writes += 1
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.reads = self.writes = 0
+
+
+@dataclass
+class SizeResult:
+    history: int
+    per_txn_requests: list[float] = field(default_factory=list)
+    per_txn_reads: list[float] = field(default_factory=list)
+    per_txn_writes: list[float] = field(default_factory=list)
+    operations: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    synthesize_seconds: float = 0.0
+
+
+def _fresh_pan(serial: int) -> str:
+    from tap_pipeline.card import luhn_valid
+
+    body = f"4{serial:014d}"
+    return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))
+
+
+def _body(pan: str, amount: str) -> dict[str, Any]:
+    return {
+        "merchant_id": "test-merchant-001",
+        "amount": amount,
+        "currency": "USD",
+        "card": {"number": pan, "expiry": "12/39", "cvv": "123"},
+        "country": "US",
+    }
+
+
+def _setup() -> Any:
+    """The function-test backend (tests/unit/functions/conftest.py), outside pytest."""
+    import boto3
+
+    from tests.unit.functions import conftest as fx
+
+    os.environ.update(fx.ENVIRONMENT)
+    ddb = boto3.resource("dynamodb", region_name=fx.REGION)
+    sqs = boto3.client("sqs", region_name=fx.REGION)
+    sns = boto3.client("sns", region_name=fx.REGION)
+    sm = boto3.client("secretsmanager", region_name=fx.REGION)
+    tables = fx._create_tables(ddb)
+
+    def queue(name: str, **attributes: str) -> str:
+        return sqs.create_queue(QueueName=f"{name}-{fx.SUFFIX}", Attributes=attributes)["QueueUrl"]
+
+    dlq = queue("transactions-dlq")
+    failed_dlq = queue("failed-handler-dlq")
+    main = queue("transactions", VisibilityTimeout="300")
+    fraud_topic = sns.create_topic(Name=f"fraud-alerts-{fx.SUFFIX}")["TopicArn"]
+    ops_topic = sns.create_topic(Name=f"ops-alerts-{fx.SUFFIX}")["TopicArn"]
+    secret = sm.create_secret(Name=f"card-fingerprint-key-{fx.SUFFIX}", SecretString=secrets.token_hex(32))
+    os.environ.update(
+        {
+            "MERCHANT_CONFIG_TABLE_NAME": tables["merchant"],
+            "TRANSACTIONS_TABLE_NAME": tables["transactions"],
+            "FRAUD_STATE_TABLE_NAME": tables["fraud"],
+            "IDEMPOTENCY_TABLE_NAME": tables["idempotency"],
+            "TRANSACTION_QUEUE_URL": main,
+            "CARD_FINGERPRINT_SECRET_ARN": secret["ARN"],
+            "FRAUD_ALERT_TOPIC_ARN": fraud_topic,
+            "OPS_ALERT_TOPIC_ARN": ops_topic,
+        }
+    )
+    fx._clear_package_caches()
+    from tap_pipeline import aws
+
+    aws.clear_cache()
+    pipe = fx.Pipeline(
+        merchant_table=tables["merchant"],
+        transactions_table=tables["transactions"],
+        fraud_state_table=tables["fraud"],
+        idempotency_table=tables["idempotency"],
+        queue_url=main,
+        dlq_url=dlq,
+        failed_dlq_url=failed_dlq,
+        fraud_topic_arn=fraud_topic,
+        ops_topic_arn=ops_topic,
+        fraud_capture_url="",
+        ops_capture_url="",
+        secret_arn=secret["ARN"],
+        sqs=sqs,
+        ddb=ddb,
+    )
+    pipe.put_merchant("test-merchant-001")
+    return pipe
+
+
+def _submit(pipe: Any, body: dict[str, Any]) -> str:
+    response = pipe.post(body)
+    if response["statusCode"] != 202:
+        raise RuntimeError(f"not accepted: {response['json']}")
+    return response["json"]["transaction_id"]
+
+
+def _synthesize(pipe: Any, pan: str, count: int, serial_base: int) -> None:
+    """Write ``count`` earlier transactions of one card at the merchant, as the code would have."""
+    from tap_pipeline import card, fraud_state, keys, repository
+
+    fingerprint = card.reference_for_pan(keys.fingerprint_key(), pan).fingerprint
+    _write_history(pipe, fingerprint, pan, count, serial_base, fraud_state, repository)
+
+
+def _write_history(
+    pipe: Any, fingerprint: str, pan: str, count: int, serial_base: int, fraud_state: Any, repository: Any
+) -> None:
+    now = datetime.now(UTC)
+    start = now - timedelta(days=30)
+    step = (now - timedelta(hours=2) - start) / max(count, 1)
+    shards = int(os.environ["MERCHANT_INDEX_SHARDS"])
+    amounts: list[Decimal] = []
+    hours: Counter[int] = Counter()
+    last_by_amount: dict[str, tuple[int, str]] = {}
+    record_batch, guard_batch = _MotoWriter(pipe.transactions_table), _MotoWriter(pipe.idempotency_table)
+    for index in range(count):
+        at = start + step * index
+        transaction_id = f"hist-{serial_base}-{index}"
+        amount = Decimal(f"{20 + index % 30}.00")
+        stamp = repository.iso_millis(at)
+        record_batch.put_item(
+            Item={
+                "transaction_id": transaction_id,
+                "timestamp": stamp,
+                "status": "CLEARED",
+                "merchant_id": "test-merchant-001",
+                "merchant_shard": repository.merchant_shard_key("test-merchant-001", transaction_id, shards),
+                "amount": amount,
+                "currency": "USD",
+                "card_fingerprint": fingerprint,
+                "card_kind": "pan",
+                "card_bin": pan[:6],
+                "card_last4": pan[-4:],
+                "country": "US",
+                "fraud_score": 0,
+                "reasons": [],
+                "processed_at": stamp,
+            }
+        )
+        guard_batch.put_item(
+            Item={
+                "id": repository.guard_id(transaction_id),
+                "transaction_id": transaction_id,
+                "record_timestamp": stamp,
+                "request_hash": secrets.token_hex(16),
+                "expiration": int(at.timestamp()) + 30 * 86400,
+            }
+        )
+        amounts.append(amount)
+        hours[fraud_state.VELOCITY_HOUR.buckets(at.timestamp())[0]] += 1
+        last_by_amount[f"{amount}"] = (int(at.timestamp() * 1000), transaction_id)
+    state = pipe.ddb.Table(pipe.fraud_state_table)
+    with state.batch_writer() as batch:
+        for bucket, n in hours.items():
+            batch.put_item(
+                Item={
+                    "pk": fraud_state.VELOCITY_HOUR.pk(fingerprint),
+                    "sk": str(bucket),
+                    "n": n,
+                    "expires_at": (bucket + 2) * fraud_state.HOUR + 60,
+                }
+            )
+        for amount, (ms, transaction_id) in last_by_amount.items():
+            batch.put_item(
+                Item={
+                    "pk": f"dup#{fingerprint}#test-merchant-001#USD#{amount}",
+                    "sk": fraud_state.AGG_SK,
+                    "last_seen_ms": ms,
+                    "last_transaction_id": transaction_id,
+                    "expires_at": ms // 1000 + fraud_state.DUPLICATE_ITEM_TTL_SECONDS,
+                }
+            )
+    baseline = fraud_state.Baseline.of(amounts)
+    state.update_item(
+        Key={
+            "pk": fraud_state.baseline_pk("test-merchant-001", "USD", serial_base % 16),
+            "sk": fraud_state.AGG_SK,
+        },
+        UpdateExpression="ADD n :n, s :s, ss :ss",
+        ExpressionAttributeValues={":n": baseline.count, ":s": baseline.total, ":ss": baseline.total_squares},
+    )
+
+
+class _MotoWriter:
+    """Puts items straight into moto's in-memory table: the same items, without HTTP/botocore
+    serialisation per item (10^5 items through the SDK would take minutes on a small machine)."""
+
+    def __init__(self, table: str) -> None:
+        from boto3.dynamodb.types import TypeSerializer
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        self._backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]]
+        self._table = table
+        self._serialize = TypeSerializer().serialize
+
+    def put_item(self, Item: dict[str, Any]) -> None:
+        self._backend.put_item(self._table, {k: self._serialize(v) for k, v in Item.items()})
+
+
+def run(mode: Mode) -> list[SizeResult]:
+    from moto import mock_aws
+
+    sizes = [100] if mode.quick else [100, 1_000, 10_000, 100_000]
+    counter = CallCounter()
+    results = []
+    with mock_aws():
+        pipe = _setup()
+        real = 20 if mode.quick else REAL_HISTORY
+        for serial in range(real):
+            _submit(pipe, _body(_fresh_pan(serial), f"{20 + serial % 30}.00"))
+        messages = pipe.drain(pipe.queue_url)
+        for start in range(0, len(messages), 10):
+            pipe.run_detector(messages[start : start + 10])
+        counter.install()
+        try:
+            for number, size in enumerate(sizes):
+                pan = _fresh_pan(900_000 + number)
+                result = SizeResult(size)
+                began = time.perf_counter()
+                _synthesize(pipe, pan, size, number)
+                result.synthesize_seconds = time.perf_counter() - began
+                # Synthesis can outlast the 60 s merchant-config cache; one unmeasured transaction on
+                # another card refreshes it, as steady traffic would, so the figures are the happy path.
+                _submit(pipe, _body(_fresh_pan(800_000 + number), "27.00"))
+                pipe.run_detector(pipe.drain(pipe.queue_url))
+                for attempt in range(MEASURED_PER_SIZE):
+                    counter.reset()
+                    counter.active = True
+                    transaction_id = _submit(pipe, _body(pan, f"{31 + attempt}.17"))
+                    counter.active = False
+                    messages = pipe.drain(pipe.queue_url)
+                    counter.active = True
+                    outcome = pipe.run_detector(messages)
+                    counter.active = False
+                    if outcome != {"batchItemFailures": []}:
+                        raise RuntimeError(f"detector failed: {outcome}")
+                    status = pipe.get(transaction_id)["json"].get("status", "?")
+                    result.statuses[status] += 1
+                    result.per_txn_requests.append(sum(counter.requests.values()))
+                    result.per_txn_reads.append(counter.reads)
+                    result.per_txn_writes.append(counter.writes)
+                    result.operations.update(counter.requests)
+                results.append(result)
+        finally:
+            counter.uninstall()
+    return results
+
+
+def flat_within(results: list[SizeResult]) -> float:
+    """Largest relative difference of median requests/txn from the smallest history's."""
+    import statistics
+
+    medians = [statistics.median(r.per_txn_requests) for r in results]
+    return max(abs(m - medians[0]) / medians[0] for m in medians)
+
+
+def json_dump(results: list[SizeResult]) -> str:
+    return json.dumps([r.__dict__ for r in results], default=str)

@@ -1,0 +1,92 @@
+"""Hot merchant: writes per second on the busiest DynamoDB item when one merchant sends 1,000 TPS.
+
+Ten seconds of traffic (10,000 messages, one merchant, cards drawn from a pool) are turned into the
+exact item keys the code writes, using the package's own key functions and the detector's batch
+buffer: the RECEIVED record and guard (validator), the status update, the card counters and
+duplicate item (``FraudState.updates``), and the merchant baseline (``BaselineBuffer``, one write
+per batch as delivered by the event source mapping). ``merchant-index`` partitions are reported
+separately: they are GSI partition keys, not items.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bench.common import Mode
+
+TPS = 1_000
+TARGET_WRITES_PER_SECOND = 500
+
+
+@dataclass
+class HotResult:
+    messages: int
+    batch_size: int
+    card_pool: int
+    busiest_item: str
+    busiest_writes_per_second: float
+    busiest_baseline_writes_per_second: float
+    busiest_index_partition_writes_per_second: float
+
+
+def run(mode: Mode, batch_size: int = 10) -> HotResult:
+    from tap_pipeline import fraud_state, repository
+    from tap_pipeline.models import TransactionMessage
+
+    messages = 2_000 if mode.quick else 10_000
+    seconds = messages / TPS
+    rng = random.Random(6)  # noqa: S311 - reproducible synthetic traffic, not security
+    pool = 2_000
+    start = datetime.now(UTC)
+    state = fraud_state.FraudState("fraud", 16)
+    writes: Counter[str] = Counter()
+    index_writes: Counter[str] = Counter()
+    buffer = fraud_state.BaselineBuffer()
+    empty = fraud_state.Snapshot(
+        counts={}, duplicate=None, baseline=fraud_state.Baseline.of([]), baseline_present=False
+    )
+    batch: list[TransactionMessage] = []
+    for index in range(messages):
+        transaction_id = f"hot-{index}"
+        at = start + timedelta(seconds=index / TPS)
+        shard = repository.merchant_shard_key("hot-merchant", transaction_id, 16)
+        message = TransactionMessage(
+            transaction_id=transaction_id,
+            timestamp=repository.iso_millis(at),
+            merchant_id="hot-merchant",
+            merchant_shard=shard,
+            amount=f"{rng.randint(5, 200)}.00",
+            currency="USD",
+            card={"fingerprint": f"fp{rng.randrange(pool):05d}", "kind": "token"},
+        )
+        writes[f"transactions:{transaction_id}"] += 2  # RECEIVED put + final status update
+        writes[f"idempotency:{repository.guard_id(transaction_id)}"] += 1
+        index_writes[shard] += 2
+        epoch = at.timestamp()
+        counts = {(c.name, b): 0 for c in fraud_state.COUNTERS for b in c.buckets(epoch)}
+        snapshot = fraud_state.Snapshot(counts, None, empty.baseline, False)  # type: ignore[arg-type]
+        for entry in state.updates(message, snapshot):
+            key = entry["Update"]["Key"]
+            writes[f"fraud:{key['pk']}|{key['sk']}"] += 1
+        batch.append(message)
+        if len(batch) == batch_size or index == messages - 1:
+            for item in batch:
+                buffer.add(item)
+            for update in buffer.pending_updates(state):
+                writes[f"fraud:{update['Key']['pk']}|{update['Key']['sk']}"] += 1
+            buffer.clear()
+            batch = []
+    busiest, count = writes.most_common(1)[0]
+    baseline = max(v for k, v in writes.items() if "baseline#" in k)
+    return HotResult(
+        messages=messages,
+        batch_size=batch_size,
+        card_pool=pool,
+        busiest_item=busiest,
+        busiest_writes_per_second=count / seconds,
+        busiest_baseline_writes_per_second=baseline / seconds,
+        busiest_index_partition_writes_per_second=max(index_writes.values()) / seconds,
+    )

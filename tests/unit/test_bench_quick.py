@@ -1,0 +1,47 @@
+"""`python -m bench --mode quick` runs every benchmark end to end (what CI checks; no timing asserts)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
+    output = tmp_path / "bench.md"
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}:{REPO_ROOT}"}
+    for name in [k for k in env if k.startswith("POWERTOOLS_")]:
+        env.pop(name)  # the benchmark sets its own Lambda-like environment per child
+    result = subprocess.run(  # noqa: S603 - our own interpreter and package
+        [sys.executable, "-m", "bench", "--mode", "quick", "--output", str(output)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert report in result.stdout
+    for heading in (
+        "## 1. Cold start",
+        "## 2. Cost per transaction",
+        "### Hot merchant",
+        "## 3. Handler CPU and capacity",
+        "### Capacity at 1,000 TPS, 512 MB",
+        "## 4. Local pipeline throughput",
+        "## Summary of targets",
+    ):
+        assert heading in report
+    for figure in ("| validator |", "| fraud_detector |", "| failed_handler |", "| 100 |", "Median ratio"):
+        assert figure in report
+    assert "**Quick mode**" in report
+    assert (
+        not (REPO_ROOT / "BENCHMARKS.md").exists()
+        or "--mode full" in (REPO_ROOT / "BENCHMARKS.md").read_text()
+    )
