@@ -87,7 +87,13 @@ def run(
         settle_seconds = harness.settle(running, accepted, settle_timeout)
         time.sleep(0.5)
         report = check(accepted, harness.snapshot(running))
-        suspects = set(report.lost + report.duplicates + report.duplicate_alerts + report.not_final)
+        suspects = set(
+            report.lost
+            + report.duplicates
+            + report.duplicate_alerts
+            + report.not_final
+            + report.flagged_without_alert
+        )
         notes = [
             f"  {tid}: in a batch that got fault {kind} ({function})"
             for kind, function, ids in plan.events

@@ -24,6 +24,10 @@ from tap_local.pipeline import LocalConfig, LocalPipeline
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 STACK_QUEUE_PREFIX = "tap-"  # the stack's queues; the local email outboxes are named otherwise
+# A killed worker's batch is retried only after the dead invocation's deadline (as in AWS, where the
+# visibility timeout exceeds the function timeout); 10 s instead of the stack's 60 keeps runs short
+# while leaving a local batch (tens of emulator calls) ample time.
+FAULT_RUN_FUNCTION_TIMEOUT_SECONDS = 10
 
 
 def stack_queue_urls(pipeline_: LocalPipeline) -> list[str]:
@@ -44,6 +48,7 @@ def pipeline(
     retry_delay: int = 1,
     pipeline_class: type[LocalPipeline] = LocalPipeline,
 ) -> Iterator[LocalPipeline]:
+    """A fresh pipeline; with `faults`, function timeouts are compressed like the retry delay."""
     workdir = Path(tempfile.mkdtemp(prefix="tap-resilience-"))
     config = LocalConfig(
         emulator_port=0,
@@ -54,6 +59,7 @@ def pipeline(
         outputs_path=workdir / "flat-outputs.json",
         verbose=False,
         faults=faults,
+        function_timeout_seconds=FAULT_RUN_FUNCTION_TIMEOUT_SECONDS if faults is not None else None,
     )
     with pipeline_class(config) as running:
         yield running

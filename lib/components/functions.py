@@ -211,7 +211,12 @@ class Functions(TaggedComponent):
                 key="failed-handler",
                 handler="tap_pipeline.handlers.failed_handler.handler",
                 description="Records transactions that exhausted their retries as FAILED and notifies ops",
-                environment={**common_env, "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn},
+                environment={
+                    **common_env,
+                    "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn,
+                    # A FLAGGED transaction whose message dead-lettered may still owe its alert.
+                    "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
+                },
                 statements=[
                     iam.allow(
                         "ConsumeTransactionDeadLetters",
@@ -230,6 +235,7 @@ class Functions(TaggedComponent):
                     ),
                     idempotency,
                     iam.allow("NotifyOps", ["sns:Publish"], [messaging.ops_alert_topic.arn]),
+                    iam.allow("PublishOwedFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
                 ],
                 kms_services=["dynamodb", "sqs", "sns"],
             ),

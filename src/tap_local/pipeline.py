@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -44,6 +45,16 @@ class LocalConfig:
     outputs_path: Path = field(
         default_factory=lambda: Path(
             os.environ.get("TAP_LOCAL_OUTPUTS", REPO_ROOT / "cfn-outputs" / "flat-outputs.json")
+        )
+    )
+    # Compresses the stack's function timeouts, as `retry_delay_seconds` compresses the visibility
+    # timeout: fault runs that kill workers then wait seconds, not a minute, for the dead
+    # invocation's deadline before its batch is retried. None: the stack's own timeouts.
+    function_timeout_seconds: int | None = field(
+        default_factory=lambda: (
+            int(os.environ["TAP_LOCAL_FUNCTION_TIMEOUT"])
+            if os.environ.get("TAP_LOCAL_FUNCTION_TIMEOUT")
+            else None
         )
     )
     verbose: bool = True
@@ -190,6 +201,8 @@ class LocalPipeline:
             self.fault_proxy = FaultProxy(self.emulator.port, self.config.faults).start()
             endpoint_url = self.fault_proxy.endpoint_url
         for spec in function_specs(self.graph):
+            if self.config.function_timeout_seconds is not None:
+                spec = dataclasses.replace(spec, timeout_seconds=self.config.function_timeout_seconds)
             environment = {
                 **environment_base,
                 **spec.process_environment(self.config.region, endpoint_url, CREDENTIALS),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -185,15 +186,30 @@ class SqsPoller:
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
                     ],
                 )
+            retry_after = _retry_after_for(invocation, self._retry_delay)
             for message in messages:
                 if message["MessageId"] in failed:
                     sqs.change_message_visibility(
                         QueueUrl=self.spec.queue_url,
                         ReceiptHandle=message["ReceiptHandle"],
-                        VisibilityTimeout=self._retry_delay,
+                        VisibilityTimeout=retry_after,
                     )
             bodies = {m["MessageId"]: m["Body"] for m in messages}
             self._on_batch(BatchOutcome(self._workers.spec.name, ids, sorted(failed), invocation, bodies))
+
+
+def _retry_after_for(invocation: Invocation, retry_delay: int) -> int:
+    """Seconds until a failed batch is retried.
+
+    The local retry delay stands in for the visibility timeout, which in AWS is several times the
+    function timeout. That ordering matters when a worker died: its in-progress idempotency locks
+    (Powertools sizes them to the invocation's deadline) are only released once that deadline has
+    passed, so a retry before it would find the lock and fail again, burning receives until the
+    message dead-letters. The retry therefore never comes before the dead invocation's deadline.
+    """
+    if not invocation.died:
+        return retry_delay
+    return max(retry_delay, math.ceil(invocation.deadline - time.time()))
 
 
 def _transaction_ids(messages: list[dict[str, Any]]) -> list[str]:

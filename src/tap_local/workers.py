@@ -65,10 +65,18 @@ class Invocation:
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # Epoch seconds at which the invocation's context ran out (what Powertools sizes its
+    # in-progress idempotency locks by).
+    deadline: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def died(self) -> bool:
+        """The worker crashed or timed out: the handler never got to clean up after itself."""
+        return (self.error or {}).get("errorType") in ("Runtime.ExitError", "Sandbox.Timedout")
 
 
 class _Sandbox:
@@ -146,7 +154,7 @@ class FunctionWorkers:
         sandbox = self._idle.get()
         started = time.perf_counter()
         timeout = fault_after_seconds if fault == "timeout" else self.spec.timeout_seconds
-        deadline = time.time() + timeout
+        deadline = invocation.deadline = time.time() + timeout
         try:
             sandbox.send({"request_id": invocation.request_id, "event": event, "deadline": deadline})
             if fault == "worker_crash":

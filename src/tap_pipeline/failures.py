@@ -6,8 +6,9 @@ Every message from the transaction DLQ ends recorded somewhere findable, never d
   reason (the detector's last recorded error, else "exceeded maxReceiveCount") and receive count;
 * a valid message without a record -> a FAILED record is created from the message;
 * a valid message whose record is already final (e.g. a duplicate message that dead-lettered after
-  the original was scored) -> left alone, logged and counted; if it is FLAGGED, ops are told the
-  fraud alert may be missing (the detector only lets such a message go once the alert is out);
+  the original was scored) -> left alone, logged and counted; if it is FLAGGED, its fraud alert is
+  published here unless it already went out (the same idempotent publisher as the detector's), since
+  the detector records FLAGGED before it publishes and may have died or kept failing in between;
 * a poison message (not JSON / not a transaction) -> a FAILED item keyed
   ``transaction_id = "sqs-message#{message id}"`` holding a digest and a digit-masked excerpt of the
   body (the raw body is not stored: it could contain anything, including card data).
@@ -34,9 +35,6 @@ from tap_pipeline.settings import failed_handler_settings
 
 DEFAULT_REASON = "exceeded maxReceiveCount on the transaction queue"
 POISON_PREFIX = "sqs-message#"
-FLAGGED_UNALERTED = (
-    "transaction is FLAGGED but its message dead-lettered: the fraud alert may not have been sent"
-)
 
 
 @dataclass(frozen=True)
@@ -99,12 +97,12 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
             "dead-lettered message for a transaction that is already final; left unchanged",
             extra={"status": status},
         )
-        if status == Status.FLAGGED.value:
-            # The detector records FLAGGED before publishing the alert and keeps the message failing
-            # until the publish succeeds, so a FLAGGED transaction in the DLQ means its fraud alert
-            # may never have gone out: ops must hear about it.
-            _notify(letter, message.transaction_id, FLAGGED_UNALERTED, "flagged-alert-unconfirmed")
-            return Handled("final", message.transaction_id, notified=True)
+        if status == Status.FLAGGED.value and record is not None:
+            # Each flagged transaction owes exactly one alert. If this publish fails, the dead
+            # letter is retried and finally parked, so the owed alert survives for a redrive.
+            topic = failed_handler_settings().fraud_alert_topic_arn
+            alerts.publish_fraud_alert(alerts.fraud_alert(record), topic)
+            logger.info("fraud alert of the FLAGGED transaction ensured (published unless already sent)")
         return Handled("final", message.transaction_id, notified=False)
     if outcome == "missing":
         item = {

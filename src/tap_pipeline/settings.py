@@ -51,7 +51,7 @@ FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
             "FRAUD_ALERT_TOPIC_ARN",
         )
     ),
-    "failed-handler": frozenset((*COMMON_ENVIRONMENT, "OPS_ALERT_TOPIC_ARN")),
+    "failed-handler": frozenset((*COMMON_ENVIRONMENT, "OPS_ALERT_TOPIC_ARN", "FRAUD_ALERT_TOPIC_ARN")),
 }
 """Per function (keyed by its ``POWERTOOLS_SERVICE_NAME``): every environment variable it needs."""
 
@@ -123,6 +123,8 @@ class FraudDetectorSettings:
 class FailedHandlerSettings:
     common: CommonSettings
     ops_alert_topic_arn: str
+    # A FLAGGED transaction whose message dead-lettered may still owe its fraud alert.
+    fraud_alert_topic_arn: str
 
 
 def _common() -> CommonSettings:
@@ -165,7 +167,11 @@ def fraud_detector_settings() -> FraudDetectorSettings:
 
 @cache
 def failed_handler_settings() -> FailedHandlerSettings:
-    return FailedHandlerSettings(common=_common(), ops_alert_topic_arn=_text("OPS_ALERT_TOPIC_ARN"))
+    return FailedHandlerSettings(
+        common=_common(),
+        ops_alert_topic_arn=_text("OPS_ALERT_TOPIC_ARN"),
+        fraud_alert_topic_arn=_text("FRAUD_ALERT_TOPIC_ARN"),
+    )
 
 
 @cache

@@ -33,14 +33,20 @@ def test_faults_lose_nothing_and_duplicate_nothing(show):
     assert not any(report.queued.values())
     assert report.duplicates == []
     if report.duplicate_alerts:
-        # Known finding (see resilience/README.md): a fraud-detector worker killed after SNS Publish
-        # returned but before Powertools saved the idempotency record publishes the alert again on
-        # retry. Reported precisely here rather than hidden; any other duplicate fails.
-        killed = {tid for kind, _, ids in [] for tid in ids}
-        pytest.xfail(
-            f"duplicate fraud alert(s) after an injected fault: {report.duplicate_alerts} {result.notes}"
-        )
-        assert killed
+        # Known limit (resilience/README.md, finding 1): a fraud-detector worker killed after SNS
+        # accepted the Publish but before Powertools marked the idempotency record COMPLETED
+        # publishes the alert again on retry (SNS standard topics cannot deduplicate). Tolerated
+        # only for alerts of a batch whose detector died; any other duplicate fails.
+        unexplained = [
+            tid
+            for tid in report.duplicate_alerts
+            if not any(
+                kind in ("worker_crash", "timeout") and "fraud-detector" in where
+                for kind, _, where in (a.partition("@") for a in result.attributed.get(tid, []))
+            )
+        ]
+        assert unexplained == [], f"duplicate alerts not explained by a killed detector: {unexplained}"
+        pytest.xfail(f"duplicate fraud alert after a killed detector: {result.notes}")
 
 
 def test_bounded_load_conserves_every_transaction(show):

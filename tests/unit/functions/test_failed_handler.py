@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from tests.unit.functions.conftest import VISA, transaction
@@ -140,11 +141,14 @@ def test_own_failure_is_reported_as_batch_item_failure_not_dropped(pipeline, mon
     assert pipeline.record("dlq-7")["status"] == "FAILED"
 
 
-def test_flagged_transaction_whose_alert_kept_failing_is_reported_to_ops(pipeline, monkeypatch):
+def test_flagged_transaction_whose_alert_kept_failing_gets_its_one_alert_from_the_failed_handler(
+    pipeline, monkeypatch
+):
     from tap_pipeline import aws
 
     pipeline.post(transaction(transaction_id="dup-a"))
     pipeline.run_detector()
+    pipeline.published(pipeline.fraud_capture_url)  # dup-a's own alert (if any) is not under test
     message = _dead_letter(pipeline, "dup-b")  # same card, merchant, amount: FLAGGED as duplicate
     real_sns = aws.sns()
 
@@ -156,9 +160,47 @@ def test_flagged_transaction_whose_alert_kept_failing_is_reported_to_ops(pipelin
     for _ in range(5):  # every receive fails to publish the alert; SQS then dead-letters it
         assert pipeline.run_detector([message])["batchItemFailures"]
     monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    assert pipeline.published(pipeline.fraud_capture_url) == []
 
-    pipeline.run_failed_handler([message])
+    assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}
+    assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}  # a replayed dead letter
 
     assert pipeline.record("dup-b")["status"] == "FLAGGED"
-    notices = pipeline.published(pipeline.ops_capture_url)
-    assert [(n["transaction_id"], n["outcome"]) for n in notices] == [("dup-b", "flagged-alert-unconfirmed")]
+    alerts = pipeline.published(pipeline.fraud_capture_url)
+    assert [a["transaction_id"] for a in alerts] == ["dup-b"]
+    assert alerts[0]["card"] == {"bin": "411111", "last4": "1111"}  # never more of the card
+    assert pipeline.published(pipeline.ops_capture_url) == []  # nothing owed to ops: the alert is out
+
+
+def test_dead_letter_of_flagged_transaction_whose_alert_went_out_sends_nothing_more(pipeline):
+    message = _dead_letter(pipeline, "dup-c")
+    pipeline.put_merchant("test-merchant-001", flag_threshold=Decimal(0))  # anything flags
+    assert pipeline.run_detector([message]) == {"batchItemFailures": []}
+    assert pipeline.record("dup-c")["status"] == "FLAGGED"
+    assert [a["transaction_id"] for a in pipeline.published(pipeline.fraud_capture_url)] == ["dup-c"]
+
+    assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}  # duplicate delivery
+
+    assert pipeline.published(pipeline.fraud_capture_url) == []
+    assert pipeline.published(pipeline.ops_capture_url) == []
+
+
+def test_flagged_dead_letter_whose_alert_publish_fails_is_retried_not_dropped(pipeline, monkeypatch):
+    from tap_pipeline import aws
+
+    message = _dead_letter(pipeline, "dup-d")
+    pipeline.put_merchant("test-merchant-001", flag_threshold=Decimal(0))
+    real_sns = aws.sns()
+
+    class DownSns:
+        def publish(self, **kwargs: Any) -> Any:
+            raise ConnectionError("sns unreachable")
+
+    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    assert pipeline.run_detector([message])["batchItemFailures"]
+    assert pipeline.run_failed_handler([message]) == {
+        "batchItemFailures": [{"itemIdentifier": message["MessageId"]}]
+    }
+    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}
+    assert [a["transaction_id"] for a in pipeline.published(pipeline.fraud_capture_url)] == ["dup-d"]
