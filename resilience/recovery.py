@@ -23,6 +23,7 @@ from resilience.conservation import FINAL_STATES
 from tap_local.faults import FaultPlan
 from tap_local.pipeline import REPO_ROOT, LocalPipeline
 from tap_local.scenarios import DEFAULT_MERCHANT, STRICT_MERCHANT, transaction
+from tap_pipeline.failures import POISON_PREFIX
 
 
 @dataclass
@@ -95,7 +96,7 @@ def _summary(running: LocalPipeline, ids: list[str]) -> dict[str, Any]:
         "records": {
             tid: sorted(str(i.get("status")) for i in items if i["transaction_id"] == tid) for tid in ids
         },
-        "poison_records": sum(1 for i in items if str(i["transaction_id"]).startswith("sqs-message#")),
+        "poison_records": sum(1 for i in items if str(i["transaction_id"]).startswith(POISON_PREFIX)),
         "fraud_alerts": len(harness.fraud_alerts(running)),
         "ops_notices": sum(1 for e in emails if e["topic"] == ops_topic),
     }

@@ -3,7 +3,8 @@
 * Fraud alert: one per FLAGGED transaction, idempotent on the transaction id (Powertools
   idempotency), so a redelivered message or a retry after a crash between recording FLAGGED and
   publishing never sends a second alert. The card appears as BIN + last 4 only.
-* Ops notice: one per dead-lettered message, idempotent on the SQS message id.
+* Ops notice: one per FAILED record, idempotent on the record's key (``transaction_id``), not on
+  the SQS message id, which a redrive replaces.
 
 Both wrapped functions are built on first use (they need the idempotency table from the
 environment) and reused for the life of the process.
@@ -42,7 +43,7 @@ def _publish_fraud_alert(alert: dict[str, Any], topic_arn: str) -> dict[str, str
 
 
 def _publish_ops_notice(notice: dict[str, Any], topic_arn: str) -> dict[str, str]:
-    subject = f"Failed transaction: {notice.get('transaction_id') or notice['message_id']}"
+    subject = f"Failed transaction: {notice['transaction_id']}"
     return _publish(topic_arn, subject, notice, {"kind": "failed_transaction"})
 
 
@@ -53,7 +54,7 @@ def _idempotent_fraud_alert() -> Any:
 
 @cache
 def _idempotent_ops_notice() -> Any:
-    return idempotency.make_idempotent(_publish_ops_notice, data_keyword="notice", key_path="message_id")
+    return idempotency.make_idempotent(_publish_ops_notice, data_keyword="notice", key_path="transaction_id")
 
 
 def fraud_alert(record: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def publish_fraud_alert(alert: dict[str, Any], topic_arn: str) -> dict[str, str]
 
 
 def publish_ops_notice(notice: dict[str, Any], topic_arn: str) -> dict[str, str]:
-    """Publish ``notice`` unless a notice for the same SQS message id was already published."""
+    """Publish ``notice`` unless a notice for the same FAILED record was already published."""
     return _idempotent_ops_notice()(notice=notice, topic_arn=topic_arn)
 
 

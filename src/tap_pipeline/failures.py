@@ -10,11 +10,13 @@ Every message from the transaction DLQ ends recorded somewhere findable, never d
   published here unless it already went out (the same idempotent publisher as the detector's), since
   the detector records FLAGGED before it publishes and may have died or kept failing in between;
 * a poison message (not JSON / not a transaction) -> a FAILED item keyed
-  ``transaction_id = "sqs-message#{message id}"`` holding a digest and a digit-masked excerpt of the
-  body (the raw body is not stored: it could contain anything, including card data).
+  ``transaction_id = "sqs-body#{sha256 of the digit-masked body}"``, ``timestamp = "poison"``,
+  holding a digit-masked excerpt of the body (the raw body is not stored: it could contain
+  anything, including card data).
 
-Each recorded failure sends one ops notice (idempotent on the SQS message id). The status update
-itself is idempotent because a redelivery of the same message satisfies its condition again.
+Each FAILED record sends one ops notice, idempotent on the record's key (never on the SQS message
+id: a redrive gives the same dead letter a new one), so redelivering or replaying a dead letter
+changes nothing and sends nothing twice.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,7 +37,8 @@ from tap_pipeline.repository import TransactionStore, iso_millis, record_item
 from tap_pipeline.settings import failed_handler_settings
 
 DEFAULT_REASON = "exceeded maxReceiveCount on the transaction queue"
-POISON_PREFIX = "sqs-message#"
+POISON_PREFIX = "sqs-body#"
+POISON_SORT_KEY = "poison"
 
 
 @dataclass(frozen=True)
@@ -92,18 +96,7 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
         message, letter.message_id, DEFAULT_REASON, letter.receive_count, iso_millis(now)
     )
     if outcome == "final":
-        status = (record or {}).get("status")
-        logger.warning(
-            "dead-lettered message for a transaction that is already final; left unchanged",
-            extra={"status": status},
-        )
-        if status == Status.FLAGGED.value and record is not None:
-            # Each flagged transaction owes exactly one alert. If this publish fails, the dead
-            # letter is retried and finally parked, so the owed alert survives for a redrive.
-            topic = failed_handler_settings().fraud_alert_topic_arn
-            alerts.publish_fraud_alert(alerts.fraud_alert(record), topic)
-            logger.info("fraud alert of the FLAGGED transaction ensured (published unless already sent)")
-        return Handled("final", message.transaction_id, notified=False)
+        return _already_final(letter, message, record or {})
     if outcome == "missing":
         item = {
             **record_item(message),
@@ -125,20 +118,57 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
     return Handled(outcome, message.transaction_id, notified=True)
 
 
+def _already_final(letter: DeadLetter, message: TransactionMessage, record: dict[str, Any]) -> Handled:
+    """A dead letter of a transaction that already left RECEIVED: nothing changes, nothing owed is lost.
+
+    Happens for a duplicate delivery that dead-lettered after the original was scored, and for a
+    replayed (redriven) dead letter, which SQS gives a new message id. Each final state owes one
+    message, sent here unless it already went out (both publishers are idempotent per transaction):
+    FLAGGED owes the fraud alert (the detector records FLAGGED before publishing and may have died
+    or kept failing in between); FAILED owes the ops notice (an earlier failed-handler attempt may
+    have recorded FAILED and then failed to publish before its message was parked).
+    """
+    status = record.get("status")
+    logger.warning(
+        "dead-lettered message for a transaction that is already final; left unchanged",
+        extra={"status": status},
+    )
+    if status == Status.FLAGGED.value:
+        alerts.publish_fraud_alert(
+            alerts.fraud_alert(record), failed_handler_settings().fraud_alert_topic_arn
+        )
+        return Handled("final", message.transaction_id, notified=False)
+    if status == Status.FAILED.value:
+        reason = str(record.get("failure_reason") or DEFAULT_REASON)
+        _notify(letter, message.transaction_id, reason, "failed")
+        return Handled("final", message.transaction_id, notified=True)
+    return Handled("final", message.transaction_id, notified=False)
+
+
+def poison_key(body: str) -> str:
+    """One record per poison body, whatever its SQS message id (a redrive assigns a new one).
+
+    Digits are masked before hashing: the body may hold a card number, and an unkeyed hash of a
+    short body with a PAN in it could be brute-forced. Bodies that differ only in digits share a
+    record, which is acceptable for messages that are not transactions at all.
+    """
+    masked = masked_excerpt(body, limit=len(body))
+    return POISON_PREFIX + hashlib.sha256(masked.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
 def _poison(letter: DeadLetter, now: datetime) -> Handled:
-    key = f"{POISON_PREFIX}{letter.message_id}"
+    key = poison_key(letter.body)
     reason = "message body is not a valid transaction message"
     item = {
         "transaction_id": key,
-        # Deterministic (the message's send time), so a redelivery hits the same item.
-        "timestamp": iso_millis(letter.sent_at),
+        "timestamp": POISON_SORT_KEY,  # constant: a replay must hit the same item
         "status": Status.FAILED.value,
         "failure_reason": reason,
         "receive_count": letter.receive_count,
         "failed_at": iso_millis(now),
+        "first_sent_at": iso_millis(letter.sent_at),
         "failed_message_id": letter.message_id,
         "source": letter.source,
-        "body_sha256": hashlib.sha256(letter.body.encode("utf-8", errors="surrogatepass")).hexdigest(),
         "body_length": len(letter.body),
         "body_excerpt": masked_excerpt(letter.body),
     }

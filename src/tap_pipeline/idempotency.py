@@ -1,8 +1,8 @@
 """Powertools idempotency plumbing shared by the side effects that use it.
 
 Used for the side effects that have no natural conditional write of their own: the fraud-alert
-publish (one alert per flagged transaction, keyed by transaction id) and the ops notice of the
-failed handler (one per dead-lettered message, keyed by SQS message id). The validator does *not*
+publish (one alert per flagged transaction) and the ops notice of the failed handler (one per
+FAILED record), both keyed by ``transaction_id``. The validator does *not*
 use it: its conditional write of the RECEIVED record already is the API's idempotency record (see
 :mod:`tap_pipeline.intake`), which saves two DynamoDB requests per transaction.
 
@@ -48,10 +48,7 @@ def _config(key_path: str) -> IdempotencyConfig:
 # *before* the first idempotent call: with the context, Powertools gives in-progress records an
 # expiry at the end of the invocation, so a crash mid-publish blocks the retry only until then
 # instead of for the whole idempotency window.
-_configs: dict[str, IdempotencyConfig] = {
-    "transaction_id": _config("transaction_id"),
-    "message_id": _config("message_id"),
-}
+_configs: dict[str, IdempotencyConfig] = {"transaction_id": _config("transaction_id")}
 
 
 def config_for(key_path: str) -> IdempotencyConfig:

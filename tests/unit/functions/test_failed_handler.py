@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
 
+from tap_pipeline import failures
 from tests.unit.functions.conftest import VISA, transaction
 
 
@@ -93,27 +95,72 @@ def test_message_without_record_creates_a_failed_record_from_the_message(pipelin
     assert pipeline.get("dlq-5")["json"]["status"] == "FAILED"
 
 
-def test_poison_message_is_recorded_by_message_id_without_its_raw_body(pipeline):
+def test_poison_message_is_recorded_once_per_body_without_its_raw_body_even_when_redriven(pipeline):
     poison = {
         "MessageId": "poison-42",
         "Body": '{"oops": "' + VISA + '", "cvv": "737"',
         "Attributes": {"ApproximateReceiveCount": "5", "SentTimestamp": "1740830400000"},
     }
 
-    result = pipeline.run_failed_handler([poison])
-    again = pipeline.run_failed_handler([poison])
+    redriven = {
+        **poison,
+        "MessageId": "poison-43",
+        "Attributes": {**poison["Attributes"], "SentTimestamp": "1740834000000"},
+    }
 
-    assert result == again == {"batchItemFailures": []}
-    record = pipeline.record("sqs-message#poison-42")
+    result = pipeline.run_failed_handler([poison])
+    again = pipeline.run_failed_handler([poison])  # redelivery
+    replayed = pipeline.run_failed_handler([redriven])  # a redrive: same body, new message id
+
+    assert result == again == replayed == {"batchItemFailures": []}
+    key = failures.poison_key(poison["Body"])
+    items = [i for i in pipeline.records() if str(i["transaction_id"]).startswith("sqs-body#")]
+    assert [i["transaction_id"] for i in items] == [key]
+    record = items[0]
     assert record["status"] == "FAILED"
-    assert record["timestamp"] == "2025-03-01T12:00:00.000Z"
+    assert record["first_sent_at"] == "2025-03-01T12:00:00.000Z"
     assert record["receive_count"] == 5
-    assert len(record["body_sha256"]) == 64
-    stored = json.dumps(record, default=str)
+    stored = json.dumps({k: v for k, v in record.items() if k != "transaction_id"}, default=str)
     assert VISA not in stored
     assert "737" not in stored
+    # The key hashes the digit-masked body, never the body itself (an unkeyed hash of a PAN).
+    masked = failures.masked_excerpt(poison["Body"], limit=len(poison["Body"]))
+    assert key == failures.POISON_PREFIX + hashlib.sha256(masked.encode()).hexdigest()
     notices = pipeline.published(pipeline.ops_capture_url)
-    assert [n["transaction_id"] for n in notices] == ["sqs-message#poison-42"]
+    assert [n["transaction_id"] for n in notices] == [key]
+
+
+def test_replayed_dead_letter_of_failed_transaction_sends_no_second_notice(pipeline):
+    message = _dead_letter(pipeline, "dlq-replay")
+    assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}
+    replayed = {**message, "MessageId": "redriven-1"}  # a redrive assigns a new message id
+
+    assert pipeline.run_failed_handler([replayed]) == {"batchItemFailures": []}
+
+    assert [n["transaction_id"] for n in pipeline.published(pipeline.ops_capture_url)] == ["dlq-replay"]
+    assert pipeline.record("dlq-replay")["failed_message_id"] == message["MessageId"]
+
+
+def test_failed_transaction_whose_notice_failed_gets_it_when_its_parked_letter_is_replayed(
+    pipeline, monkeypatch
+):
+    from tap_pipeline import aws
+
+    message = _dead_letter(pipeline, "dlq-owed")
+    real_sns = aws.sns()
+
+    class DownSns:
+        def publish(self, **kwargs: Any) -> Any:
+            raise ConnectionError("sns unreachable")
+
+    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    assert pipeline.run_failed_handler([message])["batchItemFailures"]  # FAILED recorded, notice not
+    assert pipeline.record("dlq-owed")["status"] == "FAILED"
+    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+
+    assert pipeline.run_failed_handler([{**message, "MessageId": "redriven-2"}]) == {"batchItemFailures": []}
+
+    assert [n["transaction_id"] for n in pipeline.published(pipeline.ops_capture_url)] == ["dlq-owed"]
 
 
 def test_own_failure_is_reported_as_batch_item_failure_not_dropped(pipeline, monkeypatch):

@@ -106,7 +106,10 @@ def test_every_function_declares_its_environment():
         "FRAUD_STATE_TABLE_NAME",
         "FRAUD_ALERT_TOPIC_ARN",
     }
-    assert settings.required_environment("failed-handler") == common | {"OPS_ALERT_TOPIC_ARN"}
+    assert settings.required_environment("failed-handler") == common | {
+        "OPS_ALERT_TOPIC_ARN",
+        "FRAUD_ALERT_TOPIC_ARN",
+    }
     with pytest.raises(ValueError, match="unknown function"):
         settings.required_environment("nope")
 
