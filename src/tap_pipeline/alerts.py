@@ -49,12 +49,12 @@ def _publish_ops_notice(notice: dict[str, Any], topic_arn: str) -> dict[str, str
 
 @cache
 def _idempotent_fraud_alert() -> Any:
-    return idempotency.make_idempotent(_publish_fraud_alert, data_keyword="alert", key_path="transaction_id")
+    return idempotency.make_idempotent(_publish_fraud_alert, data_keyword="alert", side_effect="fraud-alert")
 
 
 @cache
 def _idempotent_ops_notice() -> Any:
-    return idempotency.make_idempotent(_publish_ops_notice, data_keyword="notice", key_path="transaction_id")
+    return idempotency.make_idempotent(_publish_ops_notice, data_keyword="notice", side_effect="ops-notice")
 
 
 def fraud_alert(record: dict[str, Any]) -> dict[str, Any]:

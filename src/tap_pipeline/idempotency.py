@@ -36,41 +36,41 @@ def persistence_layer() -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=table, boto3_client=aws.raw_dynamodb())
 
 
-def _config(key_path: str) -> IdempotencyConfig:
-    return IdempotencyConfig(
-        event_key_jmespath=key_path,
-        raise_on_no_idempotency_key=True,
-        expires_after_seconds=SIDE_EFFECT_WINDOW_SECONDS,
-    )
+# Every side effect is keyed by the transaction record's key, whichever function performs it.
+KEY_PATH = "transaction_id"
 
-
-# Created at import (they need no environment) so every handler can register its Lambda context
+# Created at import (it needs no environment) so every handler can register its Lambda context
 # *before* the first idempotent call: with the context, Powertools gives in-progress records an
 # expiry at the end of the invocation, so a crash mid-publish blocks the retry only until then
-# instead of for the whole idempotency window.
-_configs: dict[str, IdempotencyConfig] = {"transaction_id": _config("transaction_id")}
-
-
-def config_for(key_path: str) -> IdempotencyConfig:
-    """The shared config for an idempotency key path (one per path, all context-registered)."""
-    if key_path not in _configs:
-        _configs[key_path] = _config(key_path)
-    return _configs[key_path]
+# instead of for the whole idempotency window. One config for all: a Powertools persistence layer
+# takes its key path from the first config it is used with.
+_config = IdempotencyConfig(
+    event_key_jmespath=KEY_PATH,
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=SIDE_EFFECT_WINDOW_SECONDS,
+)
 
 
 def register_lambda_context(context: Any) -> None:
     """Let Powertools size in-progress locks to the remaining invocation time."""
-    for config in _configs.values():
-        config.register_lambda_context(context)
+    _config.register_lambda_context(context)
 
 
-def make_idempotent(function: Callable[..., Any], *, data_keyword: str, key_path: str) -> Callable[..., Any]:
-    """Wrap ``function`` so that calls with the same key (``key_path`` in ``data_keyword``) run once."""
+def make_idempotent(
+    function: Callable[..., Any], *, data_keyword: str, side_effect: str
+) -> Callable[..., Any]:
+    """Wrap ``function`` so that calls with the same ``transaction_id`` in ``data_keyword`` run once.
+
+    ``side_effect`` is the key prefix. Powertools' default prefix is the Lambda function's name plus
+    the Python function's, so the fraud detector and the failed handler would each send "their own"
+    alert for one transaction; a fixed prefix makes the guarantee hold across functions and renames.
+    """
     return idempotent_function(
         function,
         data_keyword_argument=data_keyword,
         persistence_store=persistence_layer(),
-        config=config_for(key_path),
+        config=_config,
+        key_prefix=side_effect,
     )
 
 

@@ -219,13 +219,17 @@ def test_flagged_transaction_whose_alert_kept_failing_gets_its_one_alert_from_th
     assert pipeline.published(pipeline.ops_capture_url) == []  # nothing owed to ops: the alert is out
 
 
-def test_dead_letter_of_flagged_transaction_whose_alert_went_out_sends_nothing_more(pipeline):
+def test_dead_letter_of_flagged_transaction_whose_alert_went_out_sends_nothing_more(pipeline, monkeypatch):
     message = _dead_letter(pipeline, "dup-c")
     pipeline.put_merchant("test-merchant-001", flag_threshold=Decimal(0))  # anything flags
+    # Each function runs under its own Lambda name, as deployed: the alert's idempotency key must
+    # not depend on it (Powertools' default key prefix does).
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tap-fraud-detector-unittest")
     assert pipeline.run_detector([message]) == {"batchItemFailures": []}
     assert pipeline.record("dup-c")["status"] == "FLAGGED"
     assert [a["transaction_id"] for a in pipeline.published(pipeline.fraud_capture_url)] == ["dup-c"]
 
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tap-failed-handler-unittest")
     assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}  # duplicate delivery
 
     assert pipeline.published(pipeline.fraud_capture_url) == []
