@@ -3,8 +3,9 @@
     report = run_controls(graph)       # graph: lib.graph.StackGraph of the evaluated program
     assert report.passed, report.summary()
 
-Controls live in `controls.py` (FSBP IDs, `TAP-…` for the rest), waivers in `waivers.py`. The
-tests and any command-line runner share this entry point, so both judge the stack the same way.
+Controls live in `controls/`, one module per AWS service (FSBP IDs, `TAP-…` for the rest), waivers
+in `waivers.py`. The tests and any command-line runner share this entry point, so both judge the
+stack the same way.
 """
 
 from __future__ import annotations

@@ -75,68 +75,79 @@ def _strings(*values: object) -> tuple[str, ...]:
     return tuple(str(v) for value in values for v in as_list(value) if v)
 
 
-def _inline_rules(resource: RecordedResource) -> list[SgRule]:
-    rules = []
-    for direction in ("ingress", "egress"):
-        for index, entry in enumerate(as_list(resource.inputs.get(direction))):
-            if not isinstance(entry, dict):
-                continue
-            peers = _strings(entry.get("securityGroups"))
-            if entry.get("self"):
-                peers += (resource.id,)
-            rules.append(
-                SgRule(
-                    resource=resource,
-                    where=f"{direction}[{index}]",
-                    direction=direction,
-                    security_group_id=resource.id,
-                    protocol=_protocol(entry.get("protocol")),
-                    from_port=_port(entry.get("fromPort")),
-                    to_port=_port(entry.get("toPort")),
-                    cidrs=_strings(entry.get("cidrBlocks"), entry.get("ipv6CidrBlocks")),
-                    peer_security_groups=peers,
-                    prefix_lists=_strings(entry.get("prefixListIds")),
-                    description=str(entry.get("description") or ""),
-                )
-            )
-    return rules
+@dataclass(frozen=True)
+class _Form:
+    """Which input names one declaration form uses for the parts of a rule that differ between forms."""
+
+    protocol: str
+    cidrs: tuple[str, str]
+    peer_security_groups: str
+    prefix_lists: str
+
+
+_INLINE = _Form("protocol", ("cidrBlocks", "ipv6CidrBlocks"), "securityGroups", "prefixListIds")
+_LEGACY = _Form("protocol", ("cidrBlocks", "ipv6CidrBlocks"), "sourceSecurityGroupId", "prefixListIds")
+_VPC = _Form("ipProtocol", ("cidrIpv4", "cidrIpv6"), "referencedSecurityGroupId", "prefixListId")
+
+
+def _rule(
+    resource: RecordedResource,
+    fields: dict,
+    form: _Form,
+    *,
+    direction: str,
+    security_group_id: str | None,
+    where: str = "",
+    self_peers: tuple[str, ...] = (),
+) -> SgRule:
+    """One rule, ingress or egress, from any form; `self_peers` is the group a `self: true` rule names."""
+    peers = _strings(fields.get(form.peer_security_groups))
+    if fields.get("self"):
+        peers += self_peers
+    return SgRule(
+        resource=resource,
+        where=where,
+        direction=direction,
+        security_group_id=security_group_id,
+        protocol=_protocol(fields.get(form.protocol)),
+        from_port=_port(fields.get("fromPort")),
+        to_port=_port(fields.get("toPort")),
+        cidrs=_strings(*(fields.get(name) for name in form.cidrs)),
+        peer_security_groups=peers,
+        prefix_lists=_strings(fields.get(form.prefix_lists)),
+        description=str(fields.get("description") or ""),
+    )
+
+
+def _inline_rules(group: RecordedResource) -> list[SgRule]:
+    return [
+        _rule(
+            group,
+            entry,
+            _INLINE,
+            direction=direction,
+            security_group_id=group.id,
+            where=f"{direction}[{index}]",
+            self_peers=(group.id,),
+        )
+        for direction in ("ingress", "egress")
+        for index, entry in enumerate(as_list(group.inputs.get(direction)))
+        if isinstance(entry, dict)
+    ]
 
 
 def _legacy_rule(resource: RecordedResource) -> SgRule:
     inputs = resource.inputs
-    peers = _strings(inputs.get("sourceSecurityGroupId"))
-    if inputs.get("self"):
-        peers += _strings(inputs.get("securityGroupId"))
-    return SgRule(
-        resource=resource,
-        where="",
-        direction=str(inputs.get("type", "")),
-        security_group_id=inputs.get("securityGroupId"),
-        protocol=_protocol(inputs.get("protocol")),
-        from_port=_port(inputs.get("fromPort")),
-        to_port=_port(inputs.get("toPort")),
-        cidrs=_strings(inputs.get("cidrBlocks"), inputs.get("ipv6CidrBlocks")),
-        peer_security_groups=peers,
-        prefix_lists=_strings(inputs.get("prefixListIds")),
-        description=str(inputs.get("description") or ""),
+    group = inputs.get("securityGroupId")
+    direction = str(inputs.get("type", ""))
+    return _rule(
+        resource, inputs, _LEGACY, direction=direction, security_group_id=group, self_peers=_strings(group)
     )
 
 
 def _vpc_rule(resource: RecordedResource, direction: str) -> SgRule:
     inputs = resource.inputs
-    return SgRule(
-        resource=resource,
-        where="",
-        direction=direction,
-        security_group_id=inputs.get("securityGroupId"),
-        protocol=_protocol(inputs.get("ipProtocol")),
-        from_port=_port(inputs.get("fromPort")),
-        to_port=_port(inputs.get("toPort")),
-        cidrs=_strings(inputs.get("cidrIpv4"), inputs.get("cidrIpv6")),
-        peer_security_groups=_strings(inputs.get("referencedSecurityGroupId")),
-        prefix_lists=_strings(inputs.get("prefixListId")),
-        description=str(inputs.get("description") or ""),
-    )
+    return _rule(resource, inputs, _VPC, direction=direction, security_group_id=inputs.get("securityGroupId"))
 
 
 def security_group_rules(graph: StackGraph, *, include_default: bool = False) -> list[SgRule]:

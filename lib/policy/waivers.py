@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lib.policy.controls import Violation
-
-TABLE = "aws:dynamodb/table:Table"
+from lib.policy.controls.dynamodb import TABLE
+from lib.policy.controls.ec2 import VPC
+from lib.policy.controls.secretsmanager import SECRETS_MANAGER_SECRET
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,13 @@ WAIVERS: tuple[Waiver, ...] = (
     ),
     Waiver(
         "EC2.10",
-        "aws:ec2/vpc:Vpc",
+        VPC,
         "vpc",
         "nothing in the VPC calls the EC2 API (Lambda manages its ENIs from outside): cost, no benefit",
     ),
     Waiver(
         "SecretsManager.1",
-        "aws:secretsmanager/secret:Secret",
+        SECRETS_MANAGER_SECRET,
         "card-fingerprint-secret",
         "rotating the HMAC key changes every fingerprint and resets fraud history; needs versioned keys",
     ),

@@ -23,6 +23,7 @@ class Violation:
 
 Check = Callable[[StackGraph], list[Violation]]
 Finding = tuple[RecordedResource, str]
+Find = Callable[[StackGraph], Iterable[Finding]]
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,15 @@ class Control:
 
 
 class ControlList(list[Control]):
-    """One module's controls, in the order it declares them (`lib.policy.controls` collects them)."""
+    """One module's controls, in the order it declares them (`lib.policy.controls` collects them).
 
-    def add(self, control_id: str, title: str) -> Callable[[Callable[[StackGraph], Iterable[Finding]]], Check]:
+    A module declares `CONTROLS = ControlList()` and `control = CONTROLS.add`, then `@control(id, title)`.
+    """
+
+    def add(self, control_id: str, title: str) -> Callable[[Find], Check]:
         """Register a check; the check yields (resource, why) and gets back Violations with its ID."""
 
-        def register(find: Callable[[StackGraph], Iterable[Finding]]) -> Check:
+        def register(find: Find) -> Check:
             @functools.wraps(find)
             def check(graph: StackGraph) -> list[Violation]:
                 return [Violation(control_id, r.type, r.name, why) for r, why in find(graph)]
