@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox policy bench resilience install clean
+.PHONY: test lint unit integration local demo outbox redrive policy bench resilience install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: $(STAMP)
 
 outbox: $(STAMP)
 	$(RUN) -m tap_local outbox
+
+# Replay dead letters of a running `make local`: FROM=parking (default) or transaction-dlq.
+redrive: $(STAMP)
+	$(RUN) -m tap_local redrive --from $(or $(FROM),parking)
 
 test: lint $(STAMP)
 	$(BIN)/pytest
