@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox redrive policy bench resilience install clean
+.PHONY: test lint unit integration local demo outbox redrive policy layer bench resilience install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: lint $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .local cfn-outputs
+
+# The functions' pinned dependencies as a Lambda layer (build/lambda-layer); needed before `pulumi up`.
+layer: $(STAMP)
+	$(RUN) -m lib.layer
 
 # The security baseline (lib/policy) against the stack as it would deploy.
 policy: $(STAMP)

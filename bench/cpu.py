@@ -100,9 +100,9 @@ class CpuResult:
 
 
 def run(mode: Mode) -> CpuResult:
-    from tests.unit.functions import conftest as fx
+    from tests.unit.functions import backend
 
-    os.environ.update(fx.ENVIRONMENT)
+    backend.apply_environment()
     os.environ.update(
         {
             "MERCHANT_CONFIG_TABLE_NAME": "m",
@@ -115,13 +115,12 @@ def run(mode: Mode) -> CpuResult:
             "OPS_ALERT_TOPIC_ARN": "arn:aws:sns:us-east-2:123456789012:o",
         }
     )
-    fx._clear_package_caches()
+    backend.clear_package_caches()
     from tap_pipeline import aws
     from tap_pipeline.handlers import fraud_detector, validator
 
     aws.clear_cache()
     FakeAws.install()
-    pipe = fx.Pipeline(*([""] * 12), sqs=None, ddb=None)  # type: ignore[arg-type]
     rounds, per_round = (2, 20) if mode.quick else (7, 200)
     validator_ms, detector_ms = [], []
     serial = 0
@@ -130,35 +129,22 @@ def run(mode: Mode) -> CpuResult:
         began = time.process_time()
         for _ in range(per_round):
             serial += 1
-            event_body = fx.transaction(amount=f"{20 + serial % 30}.00")
-            response = validator.handler(_api_event(event_body), fx.FakeContext("validator"))
+            body = json.dumps(backend.transaction(amount=f"{20 + serial % 30}.00"))
+            event = backend.api_event("POST", "/transaction", body)
+            response = validator.handler(event, backend.FakeContext("validator"))
             if response["statusCode"] != 202:
                 raise RuntimeError(f"validator did not accept: {response}")
         validator_ms.append((time.process_time() - began) * 1000 / per_round)
         messages = [{"MessageId": str(uuid.uuid4()), "Body": body} for body in FakeAws.sent]
         began = time.process_time()
         for start in range(0, len(messages), 10):
-            outcome = fraud_detector.handler(
-                pipe.sqs_event(messages[start : start + 10]), fx.FakeContext("fd")
-            )
+            event = backend.sqs_event(messages[start : start + 10], os.environ["TRANSACTION_QUEUE_URL"])
+            outcome = fraud_detector.handler(event, backend.FakeContext("fd"))
             if outcome != {"batchItemFailures": []}:
                 raise RuntimeError(f"detector failed: {outcome}")
         detector_ms.append((time.process_time() - began) * 1000 / len(messages))
     aws.clear_cache()
     return CpuResult(validator_ms[1:], detector_ms[1:])
-
-
-def _api_event(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resource": "/transaction",
-        "path": "/transaction",
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "pathParameters": None,
-        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "bench"},
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
 
 
 @dataclass

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
+
+from lib.layer import DEFAULT_LAYER_DIR, REPO_ROOT, layer_problem
 
 DEFAULT_REGION = "us-east-2"
 DEFAULT_SUFFIX = "dev"
@@ -35,10 +38,11 @@ class StackSettings:
     api_burst_limit: int = 4000
     waf_rate_limit_per_5min: int = 600_000
     validator_reserved_concurrency: int = 100
-    fraud_detector_max_concurrency: int = 50
+    fraud_detector_max_concurrency: int = 100
     failed_handler_max_concurrency: int = 5
     card_fingerprint_secret_arn: str | None = None
-    powertools_layer_arn: str | None = None
+    # The built dependency layer (lib/layer.py); the program packages it, never builds it.
+    function_layer_dir: str = str(DEFAULT_LAYER_DIR)
     seed_test_merchant: bool = True
 
     @property
@@ -68,6 +72,12 @@ def load_settings() -> StackSettings:
     """Read the stack's config, failing early with the key name and the command that sets it."""
     config = pulumi.Config()
     aws_config = pulumi.Config("aws")
+    if config.get("powertoolsLayerArn"):
+        raise ConfigError(
+            "powertoolsLayerArn is no longer used: every package the functions import comes from the "
+            "layer built from requirements/functions.txt. Remove it with: "
+            "pulumi config rm powertoolsLayerArn"
+        )
     alert_email = config.get("alertEmail")
     if not alert_email:
         raise ConfigError(
@@ -93,6 +103,20 @@ def load_settings() -> StackSettings:
         failed_handler_max_concurrency=config.get_int("failedHandlerMaxConcurrency")
         or defaults.failed_handler_max_concurrency,
         card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
-        powertools_layer_arn=config.get("powertoolsLayerArn"),
+        function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
     )
+
+
+def function_layer_dir(configured: str | None) -> str:
+    """The built dependency layer, checked against requirements/functions.txt (F14) without the network."""
+    path = Path(configured) if configured else DEFAULT_LAYER_DIR
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    problem = layer_problem(path)
+    if problem:
+        raise ConfigError(
+            f"{problem}. The functions import only pinned packages from that layer; build it "
+            "(needs PyPI) with: .venv/bin/python -m lib.layer"
+        )
+    return str(path)

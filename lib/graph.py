@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pulumi
@@ -112,6 +113,14 @@ class AwsLikeAnswers:
                     "name": physical,
                 },
             ),
+            "aws:lambda/layerVersion:LayerVersion": lambda: (
+                self.arn("lambda", f"layer:{inputs.get('layerName')}:1"),
+                {
+                    "arn": self.arn("lambda", f"layer:{inputs.get('layerName')}:1"),
+                    "layerArn": self.arn("lambda", f"layer:{inputs.get('layerName')}"),
+                    "version": "1",
+                },
+            ),
             "aws:apigateway/restApi:RestApi": lambda: (
                 short,
                 {
@@ -182,12 +191,63 @@ class AwsLikeAnswers:
             state = {"arn": self.arn(module, f"{module}/{resource_id}")}
         return resource_id, {**inputs, **{k: v for k, v in state.items() if v is not None}}
 
+    def availability_zones(self) -> list[dict[str, str]]:
+        """The zones DescribeAvailabilityZones lists for an account that opted in to a Local Zone and
+        a Wavelength Zone, sorted by name as AWS lists them: those two names sort first."""
+        regular = [
+            {
+                "zone-name": f"{self.region}{letter}",
+                "zone-id": f"{_short_id(self.region, length=4)}-az{index}",
+                "state": "available",
+                "opt-in-status": "opt-in-not-required",
+                "zone-type": "availability-zone",
+                "group-name": self.region,
+            }
+            for index, letter in enumerate("abcd", start=1)
+        ]
+        opted_in = [
+            {
+                "zone-name": f"{self.region}-lcl-1a",
+                "zone-id": f"{_short_id(self.region, length=4)}-lcl1-az1",
+                "state": "available",
+                "opt-in-status": "opted-in",
+                "zone-type": "local-zone",
+                "group-name": f"{self.region}-lcl-1",
+            },
+            {
+                "zone-name": f"{self.region}-wl1-cty-wlz-1",
+                "zone-id": f"{_short_id(self.region, length=4)}-wl1-cty-wlz1",
+                "state": "available",
+                "opt-in-status": "opted-in",
+                "zone-type": "wavelength-zone",
+                "group-name": f"{self.region}-wl1",
+            },
+        ]
+        return sorted(regular + opted_in, key=lambda zone: zone["zone-name"])
+
+    def _get_availability_zones(self, args: dict[str, Any]) -> dict[str, Any]:
+        """getAvailabilityZones honouring `state`, `filters` and the exclusions, as AWS applies them."""
+        zones = self.availability_zones()
+        conditions = [("state", [args["state"]])] if args.get("state") else []
+        for entry in args.get("filters") or []:
+            if entry["name"] not in zones[0]:
+                raise NotImplementedError(f"the mock has no availability-zone filter {entry['name']!r}")
+            conditions.append((entry["name"], list(entry["values"])))
+        selected = [
+            zone
+            for zone in zones
+            if all(any(fnmatchcase(zone[name], value) for value in values) for name, values in conditions)
+            and zone["zone-name"] not in (args.get("excludeNames") or [])
+            and zone["zone-id"] not in (args.get("excludeZoneIds") or [])
+        ]
+        return {
+            "names": [zone["zone-name"] for zone in selected],
+            "zoneIds": [zone["zone-id"] for zone in selected],
+            "groupNames": sorted({zone["group-name"] for zone in selected}),
+            "id": self.region,
+        }
+
     def call(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
-        zones = [f"{self.region}{letter}" for letter in "abcd"]
-        layer = (
-            f"arn:{self.partition}:lambda:{self.region}:017000801446:"
-            "layer:AWSLambdaPowertoolsPythonV3-python312-arm64:7"
-        )
         answers: dict[str, Callable[[], dict[str, Any]]] = {
             "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
                 "accountId": self.account_id,
@@ -200,17 +260,7 @@ class AwsLikeAnswers:
                 "dnsSuffix": "amazonaws.com",
                 "id": self.partition,
             },
-            "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: {
-                "names": zones,
-                "zoneIds": [f"zone-{name}" for name in zones],
-                "id": self.region,
-            },
-            "aws:ssm/getParameter:getParameter": lambda: {
-                "name": args.get("name"),
-                "value": layer,
-                "type": "String",
-                "id": args.get("name"),
-            },
+            "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: self._get_availability_zones(args),
         }
         if token not in answers:
             raise NotImplementedError(f"no mock answer for data source {token}")

@@ -50,7 +50,11 @@ def document(statements: Sequence[Statement]) -> pulumi.Output[str]:
 
 
 def assume_role_policy(service: str, source_account: Any | None = None) -> pulumi.Output[str]:
-    """Trust policy for one AWS service principal, scoped to our account when the service supports it."""
+    """Trust policy for one AWS service principal.
+
+    Pass `source_account` only for a service that documents the `aws:SourceAccount` key when it
+    assumes the role; a condition the service never satisfies makes the role unusable.
+    """
     statement: Statement = {
         "Effect": "Allow",
         "Principal": {"Service": service},

@@ -1,9 +1,12 @@
 """The API's one definition: an OpenAPI 3 document with API Gateway extensions (P1).
 
-The REST API is imported from this document, the local pipeline serves it, and the request body
-schema comes from the function package's own model, so the edge and the handler validate the same
-contract. API Gateway validates bodies with JSON Schema draft 4 and turns failures into a 400 whose
-body names the failing fields (the BAD_REQUEST_BODY gateway response below).
+The REST API is imported from this document and the local pipeline serves it. The full request
+contract (`TransactionRequest`, from the function package's own model) is published in the document,
+but API Gateway checks only the body's shape: that it is a JSON object. Everything else is checked
+by the validator function, which answers 400 with one message per bad field and never echoes a
+submitted value. API Gateway's own validation message (`$context.error.validationErrorString`)
+quotes the submitted values, card number and CVV included, and is not JSON-escaped, so it never
+appears in a response: every gateway response here is a fixed JSON body.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ import json
 from typing import Any
 
 API_KEY_SCHEME = "api_key"
+# API Gateway's request validator checks that required parameters are present, never their schema.
+PATH_PATTERN_NOTE = (
+    "The id the transaction was accepted with. The pattern documents the ids POST accepts; API "
+    "Gateway does not enforce it on path parameters, the function looks the id up."
+)
 # API Gateway's own integration limit is 29 s; the validator answers far sooner or fails.
 INTEGRATION_TIMEOUT_MS = 29_000
 
@@ -21,6 +29,7 @@ _ERROR_SCHEMA = {
     "type": "object",
     "required": ["message"],
     "properties": {
+        "code": {"type": "string", "description": "Stable machine-readable reason"},
         "message": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}},
         "reason": {"type": "string"},
@@ -51,16 +60,34 @@ def _json_response(description: str, schema_name: str) -> dict[str, Any]:
     }
 
 
-def _gateway_response(status: int, message: str, *, with_validation_errors: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if with_validation_errors:
-        # API Gateway's own text naming each failing field of the body or parameters.
-        body["errors"] = [{"detail": "$context.error.validationErrorString"}]
-    return {
-        "statusCode": status,
+# What API Gateway itself checks of a POST body (the validator function checks the rest, per field).
+_REQUEST_SHAPE_SCHEMA = {
+    "title": "TransactionRequestShape",
+    "type": "object",
+    "description": (
+        "Checked by API Gateway: the body is a JSON object. The validator function then checks it "
+        "against TransactionRequest and answers 400 with one entry per bad field."
+    ),
+}
+BAD_REQUEST_BODY_MESSAGE = (
+    "The request body must be a JSON object (Content-Type: application/json) following the "
+    "TransactionRequest schema in the API documentation; once it is, a 400 lists each field that "
+    "needs fixing."
+)
+BAD_REQUEST_PARAMETERS_MESSAGE = (
+    "A required request parameter is missing; see the API documentation for this route's parameters."
+)
+
+
+def _gateway_response(status: int | None, code: str, message: str) -> dict[str, Any]:
+    """A fixed JSON body. No `$context` variables: some quote the request, unescaped (card data)."""
+    response: dict[str, Any] = {
         "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
-        "responseTemplates": {"application/json": json.dumps(body)},
+        "responseTemplates": {"application/json": json.dumps({"code": code, "message": message})},
     }
+    if status is not None:
+        response["statusCode"] = status
+    return response
 
 
 def _lambda_integration(validator_invoke_arn: str) -> dict[str, Any]:
@@ -77,10 +104,13 @@ def build_openapi_document(
     *, title: str, validator_invoke_arn: str, request_schema: dict[str, Any]
 ) -> dict[str, Any]:
     """The whole API: routes, validation, API-key security and gateway error responses."""
-    # The GET path accepts exactly the ids POST accepts: one pattern, from the request schema.
+    # The GET path documents the ids POST accepts: one pattern, from the request schema.
     transaction_id_schema = request_schema.get("properties", {}).get("transaction_id", {"type": "string"})
     common_errors = {
-        "400": _json_response("Malformed request: one entry per bad field", "Error"),
+        "400": _json_response(
+            "Malformed request: one `errors` entry per bad field (none when the body is not a JSON object)",
+            "Error",
+        ),
         "403": _json_response("Missing or invalid API key", "Error"),
         "429": _json_response("Throttled by the usage plan", "Error"),
     }
@@ -93,17 +123,23 @@ def build_openapi_document(
         },
         "x-amazon-apigateway-request-validator": "body-and-params",
         "x-amazon-apigateway-gateway-responses": {
-            "BAD_REQUEST_BODY": _gateway_response(400, "Invalid request body", with_validation_errors=True),
+            "BAD_REQUEST_BODY": _gateway_response(400, "MALFORMED_REQUEST", BAD_REQUEST_BODY_MESSAGE),
             "BAD_REQUEST_PARAMETERS": _gateway_response(
-                400, "Invalid request parameters", with_validation_errors=True
+                400, "MALFORMED_REQUEST", BAD_REQUEST_PARAMETERS_MESSAGE
             ),
-            "INVALID_API_KEY": _gateway_response(403, "Forbidden: a valid x-api-key header is required"),
-            "MISSING_AUTHENTICATION_TOKEN": _gateway_response(404, "Not found"),
-            "THROTTLED": _gateway_response(429, "Too many requests"),
-            "QUOTA_EXCEEDED": _gateway_response(429, "Quota exceeded"),
-            "WAF_FILTERED": _gateway_response(403, "Forbidden by the web application firewall"),
-            "REQUEST_TOO_LARGE": _gateway_response(413, "Request too large"),
-            "DEFAULT_5XX": _gateway_response(502, "The service could not complete the request"),
+            "INVALID_API_KEY": _gateway_response(
+                403, "FORBIDDEN", "Forbidden: a valid x-api-key header is required"
+            ),
+            "MISSING_AUTHENTICATION_TOKEN": _gateway_response(404, "NOT_FOUND", "Not found"),
+            "THROTTLED": _gateway_response(429, "THROTTLED", "Too many requests"),
+            "QUOTA_EXCEEDED": _gateway_response(429, "QUOTA_EXCEEDED", "Quota exceeded"),
+            "WAF_FILTERED": _gateway_response(403, "FORBIDDEN", "Forbidden by the web application firewall"),
+            "REQUEST_TOO_LARGE": _gateway_response(413, "REQUEST_TOO_LARGE", "Request too large"),
+            # No statusCode: a status set here would replace every 5XX's own (504 for an integration
+            # timeout, 500, 502 ...); only the body is customised.
+            "DEFAULT_5XX": _gateway_response(
+                None, "SERVICE_ERROR", "The service could not complete the request; retry it"
+            ),
         },
         "paths": {
             "/transaction": {
@@ -112,10 +148,14 @@ def build_openapi_document(
                     "summary": "Submit a card transaction for validation and fraud scoring",
                     "security": [{API_KEY_SCHEME: []}],
                     "requestBody": {
+                        "description": (
+                            "A TransactionRequest (#/components/schemas/TransactionRequest). API "
+                            "Gateway checks only that it is a JSON object; the function checks each field."
+                        ),
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"$ref": "#/components/schemas/TransactionRequest"}
+                                "schema": {"$ref": "#/components/schemas/TransactionRequestShape"}
                             }
                         },
                     },
@@ -141,6 +181,7 @@ def build_openapi_document(
                             "name": "transaction_id",
                             "in": "path",
                             "required": True,
+                            "description": PATH_PATTERN_NOTE,
                             "schema": {"type": "string", **transaction_id_schema},
                         }
                     ],
@@ -157,6 +198,7 @@ def build_openapi_document(
             "securitySchemes": {API_KEY_SCHEME: {"type": "apiKey", "name": "x-api-key", "in": "header"}},
             "schemas": {
                 "TransactionRequest": openapi_schema(request_schema),
+                "TransactionRequestShape": _REQUEST_SHAPE_SCHEMA,
                 "TransactionAccepted": _ACCEPTED_SCHEMA,
                 "TransactionStatus": _STATUS_SCHEMA,
                 "Error": _ERROR_SCHEMA,

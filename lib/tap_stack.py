@@ -128,10 +128,10 @@ class TapStack(pulumi.ComponentResource):
                 alarm_topic_arn=messaging.ops_alert_topic.arn,
                 function_names={key: fn.name for key, fn in functions.functions.items()},
                 dead_letter_queue_names={
-                    "transaction-dlq": messaging.transaction_dlq.name,
                     "failed-handler-dlq": messaging.parking_dlq.name,
                     "lambda-async-dlq": messaging.async_failure_dlq.name,
                 },
+                drained_dead_letter_queue_names={"transaction-dlq": messaging.transaction_dlq.name},
                 work_queue_name=messaging.transaction_queue.name,
                 table_names={
                     "merchant-config-table": data.merchant_config_table.name,

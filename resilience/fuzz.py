@@ -196,12 +196,13 @@ def run(cases: int, seed: int = 5) -> FuzzResult:
 
 
 def _body_schema(document: dict[str, Any]) -> dict[str, Any]:
-    post = document["paths"]["/transaction"]["post"]
-    content = post["requestBody"]["content"]["application/json"]["schema"]
-    if "$ref" in content:
-        name = content["$ref"].rsplit("/", 1)[-1]
-        return document["components"]["schemas"][name]
-    return content
+    """The published request contract, `TransactionRequest` (the document's own schema).
+
+    Not the schema API Gateway validates against: the edge checks only that the body is a JSON
+    object and leaves every field to the validator function (`lib/openapi.py` says why), so the
+    contract the clients are given is what the fuzzing has to respect and break.
+    """
+    return document["components"]["schemas"]["TransactionRequest"]
 
 
 def _check_no_trace(running: Any, result: FuzzResult) -> None:

@@ -23,7 +23,10 @@ from resilience.conservation import FINAL_STATES
 from tap_local.faults import FaultPlan
 from tap_local.pipeline import REPO_ROOT, LocalPipeline
 from tap_local.scenarios import DEFAULT_MERCHANT, STRICT_MERCHANT, transaction
-from tap_pipeline.failures import POISON_PREFIX
+
+# tap_pipeline.failures.POISON_PREFIX, not imported: the runner stays out of the function package
+# (importing it would initialise Powertools in this process with the runner's environment).
+POISON_PREFIX = "sqs-body#"
 
 
 @dataclass

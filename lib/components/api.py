@@ -187,7 +187,9 @@ class Api(TaggedComponent):
         role = aws.iam.Role(
             "cloudwatch-role",
             name=ctx.name("apigw-cloudwatch"),
-            assume_role_policy=iam.assume_role_policy("apigateway.amazonaws.com", ctx.account_id),
+            # No aws:SourceAccount condition: API Gateway does not document (or send) it when it assumes
+            # this account-level role, and a condition it never satisfies breaks all API logging.
+            assume_role_policy=iam.assume_role_policy("apigateway.amazonaws.com"),
             tags=self.tags("api-logging-role"),
             opts=self.child_opts,
         )

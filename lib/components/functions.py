@@ -3,6 +3,11 @@
 Each function gets its own role whose policy names exactly the tables, queues, topics and key it
 uses (C2). Log groups are created here, not by Lambda, so they have 30-day retention and the stack's
 key (P7, C3). Environment variables follow docs/function-contract.md.
+
+What the functions import (F14): their own package from the code asset (lib/packaging.py), and
+every third-party package, boto3 included, from one layer holding exactly requirements/functions.txt
+(built by `python -m lib.layer`, see lib/layer.py). No public layer and no runtime-provided library
+is relied on, so the versions that run are the pinned ones the tests ran.
 """
 
 from __future__ import annotations
@@ -17,24 +22,19 @@ from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
 from lib.components.data import MERCHANT_INDEX_NAME, Data
 from lib.components.messaging import Messaging
+from lib.layer import TARGET_PYTHON, requirements_digest
 from lib.packaging import function_code_archive
 
-RUNTIME = "python3.12"
+RUNTIME = f"python{TARGET_PYTHON}"  # the layer is built for exactly this runtime
 ARCHITECTURE = "arm64"
 MEMORY_MB = 512  # C7
 TIMEOUT_SECONDS = 60  # C7
 LOG_RETENTION_DAYS = 30  # P7
-POWERTOOLS_VERSION = "3.37.0"  # same pin as requirements/functions.txt
 METRICS_NAMESPACE = "TapTransactionPipeline"
 MERCHANT_INDEX_SHARDS = 16
 FRAUD_STATE_SHARDS = 16
 SQS_BATCH_SIZE = 10
 SQS_BATCHING_WINDOW_SECONDS = 1
-
-
-def powertools_layer_parameter(region_independent_arch: str = ARCHITECTURE, runtime: str = RUNTIME) -> str:
-    """The public SSM parameter AWS publishes for the Powertools layer of one exact version."""
-    return f"/aws/service/powertools/python/{region_independent_arch}/{runtime}/{POWERTOOLS_VERSION}"
 
 
 @dataclass
@@ -71,13 +71,19 @@ class Functions(TaggedComponent):
         self._args = args
         ctx = args.context
         self.code = function_code_archive()
-        layer_arn = (
-            ctx.settings.powertools_layer_arn
-            or aws.ssm.get_parameter_output(
-                name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
-            ).value
+        self.dependency_layer = aws.lambda_.LayerVersion(
+            "dependency-layer",
+            layer_name=ctx.name("function-dependencies"),
+            description=(
+                "Pinned third-party packages of the pipeline functions "
+                f"(requirements/functions.txt sha256 {requirements_digest()[:16]})"
+            ),
+            code=pulumi.FileArchive(ctx.settings.function_layer_dir),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            opts=self.child_opts,
         )
-        self.layers = [layer_arn]
+        self.layers = [self.dependency_layer.arn]
 
         self.function_names: dict[str, str] = {
             key: ctx.name(key) for key in ("validator", "fraud-detector", "failed-handler")

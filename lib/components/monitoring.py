@@ -22,6 +22,7 @@ API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors5xx / requests, 0)"
 API_5XX_THRESHOLD_PERCENT = 1.0
 API_P99_LATENCY_THRESHOLD_MS = 2000
 OLDEST_MESSAGE_AGE_THRESHOLD_SECONDS = 300
+DLQ_ARRIVALS_EXPRESSION = "FILL(received, 0) + FILL(visible, 0)"
 PERIOD_SECONDS = 60
 
 
@@ -30,7 +31,10 @@ class MonitoringArgs:
     context: AwsContext
     alarm_topic_arn: pulumi.Input[str]
     function_names: Mapping[str, pulumi.Input[str]]
+    # Dead-letter queues nothing consumes: a message waits there until someone acts, so depth > 0.
     dead_letter_queue_names: Mapping[str, pulumi.Input[str]]
+    # Dead-letter queues a function drains within seconds: depth stays 0, so alarm on arrivals.
+    drained_dead_letter_queue_names: Mapping[str, pulumi.Input[str]]
     work_queue_name: pulumi.Input[str]
     table_names: Mapping[str, pulumi.Input[str]]
     api_name: pulumi.Input[str]
@@ -94,6 +98,24 @@ class Monitoring(TaggedComponent):
                     {"QueueName": queue_name},
                     "Maximum",
                 ),
+            )
+        for key, queue_name in args.drained_dead_letter_queue_names.items():
+            # SQS does not count a message moved here by a redrive policy in NumberOfMessagesSent, and
+            # the consumer empties the queue between depth samples; every arrival is received, though.
+            # Visible depth covers a consumer that has stopped receiving.
+            dims = {"QueueName": queue_name}
+            self._alarm(
+                f"{key}-arrivals",
+                f"{key}: messages were dead-lettered (the failed handler records them as FAILED)",
+                threshold=0,
+                metric_queries=[
+                    _metric("received", "AWS/SQS", "NumberOfMessagesReceived", dims, "Sum"),
+                    _metric("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", dims, "Maximum"),
+                    _expression("arrivals", DLQ_ARRIVALS_EXPRESSION, "Dead-lettered messages"),
+                ],
+                # One minute with an arrival is enough: it will not show in the next one.
+                evaluation_periods=1,
+                datapoints_to_alarm=1,
             )
         self._alarm(
             "transaction-queue-oldest-message-age",
@@ -162,6 +184,8 @@ class Monitoring(TaggedComponent):
         threshold: float,
         metric_queries: list[dict] | None = None,
         single_metric: tuple[str, str, Mapping, str] | None = None,
+        evaluation_periods: int = 3,
+        datapoints_to_alarm: int = 2,
     ) -> None:
         if single_metric is not None:
             namespace, metric_name, dims, stat = single_metric
@@ -172,8 +196,8 @@ class Monitoring(TaggedComponent):
             alarm_description=description,
             comparison_operator="GreaterThanThreshold",
             threshold=threshold,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
             metric_queries=metric_queries,
             treat_missing_data="notBreaching",
             alarm_actions=[self._args.alarm_topic_arn],

@@ -1,9 +1,10 @@
 """Private network for the functions (C1, F2-F4, F16, F17).
 
-Three private subnets in the region's first three available zones, one route table each with no
-route out of the VPC (no internet gateway, no NAT). DynamoDB is reached through a gateway endpoint on
-those route tables; every other AWS API the functions call through an interface endpoint with
-private DNS, behind a security group that admits only 443 from the functions' security group.
+Three private subnets in the region's first three available regular zones (never a Local or
+Wavelength Zone), one route table each with no route out of the VPC (no internet gateway, no NAT).
+DynamoDB is reached through a gateway endpoint on those route tables; every other AWS API the
+functions call through an interface endpoint with private DNS, behind a security group that admits
+only 443 from the functions' security group.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
 
 AVAILABILITY_ZONE_COUNT = 3
+REGULAR_ZONE_OPT_IN_STATUS = "opt-in-not-required"  # Local and Wavelength Zones are "opted-in"
 # Every AWS API the function code (and the Lambda runtime inside the VPC) calls, besides DynamoDB.
 INTERFACE_ENDPOINT_SERVICES = ("sqs", "sns", "logs", "kms", "secretsmanager", "xray")
 HTTPS = 443
@@ -69,8 +71,12 @@ class Network(TaggedComponent):
             opts=child,
         )
 
+        # Regular zones only: an opted-in Local Zone or Wavelength Zone is also "available" (and its
+        # name sorts first), but it lacks most of the services and endpoint types used here.
         zones = aws.get_availability_zones_output(
-            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
+            state="available",
+            filters=[{"name": "opt-in-status", "values": [REGULAR_ZONE_OPT_IN_STATUS]}],
+            opts=pulumi.InvokeOutputOptions(parent=self),
         )
         cidrs = private_subnet_cidrs(ctx.settings.vpc_cidr, AVAILABILITY_ZONE_COUNT)
         self.private_subnets: list[aws.ec2.Subnet] = []

@@ -1,10 +1,14 @@
 """The REST API on loopback, served from the stack's OpenAPI document.
 
 In the order API Gateway applies them: route match, API key (403), usage-plan rate and burst
-(429), request validation of path parameters and body against the document's schemas (400, with
-the failing fields), then a Lambda proxy integration with a REST (v1) event. A handler response
-that is not a proxy response is a 502, as in AWS. Gateway error bodies come from the document's
-`x-amazon-apigateway-gateway-responses`.
+(429), request validation (400): required query-string and header parameters present (API Gateway
+checks path parameters only by matching the route, never against their schema) and the body valid
+against the operation's request model; then a Lambda proxy integration with a REST (v1) event. A
+handler response that is not a proxy response, or a handler error, is a 502, as in AWS. Every
+gateway error answers with the status and the response template of the document's
+`x-amazon-apigateway-gateway-responses` for its type (DEFAULT_4XX / DEFAULT_5XX when the type has
+none, the type's own status when the response sets none), exactly as the stage would render it:
+the templates hold no `$context` variables, so what is served is the template itself.
 """
 
 from __future__ import annotations
@@ -25,6 +29,28 @@ from werkzeug.wrappers import Request, Response
 from tap_local.workers import FunctionWorkers, Invocation
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+
+# Each gateway response type this server can produce, with the status API Gateway gives it when the
+# API sets none. A Lambda error or a malformed proxy response has no type of its own: it is a 502
+# rendered with DEFAULT_5XX.
+GATEWAY_RESPONSE_STATUS = {
+    "BAD_REQUEST_BODY": 400,
+    "BAD_REQUEST_PARAMETERS": 400,
+    "INVALID_API_KEY": 403,
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "THROTTLED": 429,
+    "REQUEST_TOO_LARGE": 413,
+    "MALFORMED_PROXY_RESPONSE": 502,
+}
+DEFAULT_MESSAGES = {
+    "BAD_REQUEST_BODY": "Invalid request body",
+    "BAD_REQUEST_PARAMETERS": "Missing required request parameters",
+    "INVALID_API_KEY": "Forbidden",
+    "MISSING_AUTHENTICATION_TOKEN": "Missing Authentication Token",
+    "THROTTLED": "Too Many Requests",
+    "REQUEST_TOO_LARGE": "Request Too Long",
+    "MALFORMED_PROXY_RESPONSE": "Internal server error",
+}
 
 
 class TokenBucket:
@@ -113,6 +139,10 @@ class LocalRestApi:
         self._integration = integration
         self._routes = _routes(document)
         self._gateway_responses = document.get("x-amazon-apigateway-gateway-responses", {})
+        for response_type, response in self._gateway_responses.items():
+            # Served verbatim, so a template variable would be served unrendered: refuse it.
+            if any("$" in template for template in response.get("responseTemplates", {}).values()):
+                raise ValueError(f"gateway response {response_type} uses a template variable")
         self._thread.start()
 
     def stop(self) -> None:
@@ -127,14 +157,17 @@ class LocalRestApi:
         self._on_request(request.method, request.path, response.status_code, invocation)
         return response(environ, start_response)
 
-    def _gateway_error(self, response_type: str, validation_errors: str = "") -> Response:
-        configured = self._gateway_responses.get(response_type) or self._gateway_responses.get("DEFAULT_4XX")
-        status = configured["statusCode"] if configured else 403
-        template = (
-            configured["responseTemplates"]["application/json"] if configured else '{"message":"Forbidden"}'
-        )
-        body = template.replace("$context.error.validationErrorString", validation_errors.replace('"', '\\"'))
-        return Response(body, status=int(status), content_type="application/json")
+    def _gateway_error(self, response_type: str) -> Response:
+        """The gateway response of `response_type` as the stage renders it (fixed templates)."""
+        default_status = GATEWAY_RESPONSE_STATUS[response_type]
+        fallback = "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX"
+        configured = self._gateway_responses.get(response_type) or self._gateway_responses.get(fallback) or {}
+        # A fallback's own status, when it sets one, replaces the status of every type it stands in for.
+        status = configured.get("statusCode") or default_status
+        template = (configured.get("responseTemplates") or {}).get("application/json")
+        if template is None:
+            template = json.dumps({"message": DEFAULT_MESSAGES[response_type]})
+        return Response(template, status=int(status), content_type="application/json")
 
     def _handle(self, request: Request) -> tuple[Response, Invocation | None]:
         prefix = f"/{self.stage}"
@@ -155,26 +188,25 @@ class LocalRestApi:
         if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
             return self._gateway_error("REQUEST_TOO_LARGE"), None
         body_text = request.get_data(as_text=True)
-        problems = self._validate(route, match.groupdict(), body_text)
-        if problems is not None:
-            kind, errors = problems
-            return self._gateway_error(kind, "[" + ", ".join(errors) + "]"), None
+        problem = self._validate(route, request, body_text)
+        if problem is not None:
+            return self._gateway_error(problem), None
         event = self._proxy_event(request, route, match.groupdict(), body_text, api_key)
         invocation = self._integration.invoke(event)
         return self._proxy_response(invocation), invocation
 
-    def _validate(
-        self, route: Route, path_parameters: dict[str, str], body: str
-    ) -> tuple[str, list[str]] | None:
+    def _validate(self, route: Route, request: Request, body: str) -> str | None:
+        """The gateway response type request validation fails with, or None.
+
+        Path parameters are not checked here: a request reaches a route only when its path matched,
+        and API Gateway never checks a path parameter against its schema (pattern, length).
+        """
         for parameter in route.operation.get("parameters", []):
-            if parameter["in"] != "path":
+            if not parameter.get("required"):
                 continue
-            pattern = parameter.get("schema", {}).get("pattern")
-            value = path_parameters.get(parameter["name"], "")
-            if pattern and not re.search(pattern, value):
-                return "BAD_REQUEST_PARAMETERS", [
-                    f"path parameter {parameter['name']} does not match {pattern}"
-                ]
+            source = {"query": request.args, "header": request.headers}.get(parameter["in"])
+            if source is not None and not source.get(parameter["name"]):
+                return "BAD_REQUEST_PARAMETERS"
         request_body = route.operation.get("requestBody")
         if not request_body:
             return None
@@ -182,12 +214,9 @@ class LocalRestApi:
         try:
             payload = json.loads(body)
         except ValueError:
-            return "BAD_REQUEST_BODY", ["Invalid request body: not JSON"]
-        errors = sorted(Draft4Validator(schema).iter_errors(payload), key=lambda e: list(e.absolute_path))
-        if errors:
-            return "BAD_REQUEST_BODY", [
-                f"{'/'.join(str(p) for p in e.absolute_path) or 'body'}: {e.message}" for e in errors
-            ]
+            return "BAD_REQUEST_BODY"
+        if any(True for _ in Draft4Validator(schema).iter_errors(payload)):
+            return "BAD_REQUEST_BODY"
         return None
 
     def _proxy_event(
@@ -237,9 +266,7 @@ class LocalRestApi:
             and isinstance(payload.get("headers") or {}, dict)
         )
         if not valid:
-            return Response(
-                '{"message": "Internal server error"}', status=502, content_type="application/json"
-            )
+            return self._gateway_error("MALFORMED_PROXY_RESPONSE")
         response = Response(payload.get("body") or "", status=payload["statusCode"])
         for name, value in (payload.get("headers") or {}).items():
             response.headers[name] = str(value)

@@ -109,6 +109,11 @@ class CardInput(BaseModel):
         return self
 
 
+def is_transaction_id(value: str) -> bool:
+    """True for an id POST would accept (used where no model parses it, e.g. a GET path)."""
+    return re.fullmatch(ID_PATTERN, value) is not None and not card.looks_like_pan(value)
+
+
 def _free_text_id(value: str, what: str) -> str:
     _match(ID_PATTERN, value, f"must be a {what} of 1-64 characters: A-Z, a-z, 0-9, '.', '_', ':' or '-'")
     if card.looks_like_pan(value):

@@ -92,10 +92,27 @@ def test_request_without_or_with_a_wrong_api_key_is_403(api: Api):
 def test_malformed_body_is_400_naming_the_problem(api: Api):
     response = api.post({"merchant_id": "test-merchant-001", "amount": 12})
     assert response.status_code == 400
-    text = response.text
-    assert "currency" in text and "card" in text and "amount" in text
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert {"currency", "card", "amount"} <= fields
     not_json = api.post(None, raw="{not json")
     assert not_json.status_code == 400
+    assert not_json.json()["code"] == "MALFORMED_REQUEST"
+
+
+def test_bad_card_data_is_400_per_field_without_echoing_what_was_sent(api: Api):
+    pan = luhn_pan()
+    wrong_check_digit = pan[:-1] + str((int(pan[-1]) + 1) % 10)  # fails the Luhn check
+    bad_card = {**body(), "card": {"number": wrong_check_digit, "expiry": "13/99", "cvv": "73"}}
+    response = api.post(bad_card)
+    assert response.status_code == 400, response.text
+    assert {"card.number", "card.expiry", "card.cvv"} <= {e["field"] for e in response.json()["errors"]}
+    # Not JSON at all: the API's own fixed answer, which quotes nothing either.
+    not_json = api.post(None, raw=f'{{"card": {{"number": "{pan}", "cvv": "737"')
+    assert not_json.status_code == 400
+    for answer in (response, not_json):
+        assert pan[:12] not in answer.text and "13/99" not in answer.text
+        assert '"73"' not in answer.text and "737" not in answer.text
+        json.loads(answer.text)  # valid JSON whatever was sent
 
 
 def test_unknown_merchant_is_422_with_a_reason_code(api: Api):
@@ -112,6 +129,15 @@ def test_retry_with_the_same_transaction_id_is_idempotent(api: Api):
     assert api.wait_for_final(request["transaction_id"])["status"] == "CLEARED"
     changed = api.post({**request, "amount": "26.00"})
     assert changed.status_code == 409
+
+
+def test_get_with_an_id_outside_the_documented_pattern_is_refused_without_echoing_it(api: Api):
+    # '!' is outside the id pattern; a card number never is an id (POST refuses PAN-like ids).
+    for transaction_id in ("BAD_ID!", luhn_pan()):
+        response = api.get(transaction_id)
+        assert response.status_code == 400
+        assert "transaction_id must be" in response.json()["message"]
+        assert transaction_id not in response.text
 
 
 def test_unknown_transaction_is_404(api: Api):

@@ -70,6 +70,7 @@ def test_parked_messages_are_redriven_and_replay_keeps_one_final_state_and_one_a
     show("recovery", result.lines())
     assert result.parked == result.moved_first > 0
     assert result.transactions_idempotent
+    assert result.after_first["poison_records"] == 1
     assert result.idempotent  # ops notices and poison records too: a redrive's new message ids change nothing
     assert (
         result.after_first["fraud_alerts"] == 1

@@ -12,12 +12,17 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.shared.lazy_import import LazyLoader
 from pydantic import ValidationError
 
-from tap_pipeline import http, intake, money
-from tap_pipeline.models import TransactionRequest, field_errors
+from tap_pipeline import http, money
+from tap_pipeline.models import TransactionRequest, field_errors, is_transaction_id
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import ConcurrentRequest
+
+# Imported on first use rather than at init (the request path, its settings and data access): the
+# cost moves to the first invocation (BENCHMARKS.md, cold start).
+intake = LazyLoader("intake", globals(), "tap_pipeline.intake")
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -83,11 +88,17 @@ def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_transaction(transaction_id: str | None) -> dict[str, Any]:
-    if not transaction_id or len(transaction_id) > 64:
-        metrics.add_metric(name="TransactionLookup", unit=MetricUnit.Count, value=1)
-        return http.error(404, "NOT_FOUND", "transaction not found")
-    logger.append_keys(transaction_id=transaction_id)
     metrics.add_metric(name="TransactionLookup", unit=MetricUnit.Count, value=1)
+    # API Gateway does not enforce the path pattern: check it here, before the id reaches a log key
+    # or a message, and never echo it (a PAN pasted into the URL must not come back or be logged).
+    if not transaction_id or not is_transaction_id(transaction_id):
+        return http.error(
+            400,
+            "INVALID_TRANSACTION_ID",
+            "transaction_id must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', "
+            "starting with a letter or digit, and must not be a card number",
+        )
+    logger.append_keys(transaction_id=transaction_id)
     record = intake.store().find(transaction_id)
     if record is None:
         return http.error(404, "NOT_FOUND", f"transaction {transaction_id} not found")

@@ -341,6 +341,19 @@ def test_get_unknown_transaction_is_404(pipeline):
     assert response["json"]["code"] == "NOT_FOUND"
 
 
+@pytest.mark.parametrize("transaction_id", [VISA, "bad id!", "-leading-dash", "x" * 65])
+def test_get_with_an_id_post_would_refuse_is_400_without_echoing_or_logging_it(
+    pipeline, logs, transaction_id
+):
+    response = pipeline.get(transaction_id)
+
+    assert response["statusCode"] == 400
+    assert response["json"]["code"] == "INVALID_TRANSACTION_ID"
+    assert "must not be a card number" in response["json"]["message"]
+    assert transaction_id not in json.dumps(response)
+    assert transaction_id not in logs.text
+
+
 def test_unknown_route_is_404(pipeline):
     response = pipeline.api("DELETE", "/transaction")
 

@@ -74,26 +74,80 @@ def test_missing_or_wrong_key_is_403_and_never_reaches_the_function(api):
     assert function.events == []
 
 
-def test_body_validation_is_400_listing_every_failing_field(api):
+def template(gateway: LocalRestApi, response_type: str) -> str:
+    return gateway.document["x-amazon-apigateway-gateway-responses"][response_type]["responseTemplates"][
+        "application/json"
+    ]
+
+
+def test_body_that_is_not_a_json_object_is_400_with_the_fixed_body_and_never_echoed(api):
     gateway, function = api
-    response = post(gateway, {"amount": "1", "extra": True})
-    assert response.status_code == 400
-    detail = response.json()["errors"][0]["detail"]
-    assert "merchant_id" in detail and "amount" in detail and "extra" in detail
+    for raw in ('{"card": {"number": "4111111111111111", "cvv": "737"', '["4111111111111111", "737"]'):
+        response = requests.post(
+            f"{gateway.base_url}/qa/transaction", data=raw, headers={"x-api-key": "secret-key"}, timeout=5
+        )
+        assert response.status_code == 400
+        # Byte for byte what the stage renders from the document: valid JSON, no submitted value.
+        assert response.text == template(gateway, "BAD_REQUEST_BODY")
+        assert response.json()["code"] == "MALFORMED_REQUEST"
+        assert "4111111111111111" not in response.text and "737" not in response.text
     assert function.events == []
 
 
-def test_path_parameter_is_validated_against_the_schema_pattern(api):
+def test_object_bodies_with_bad_fields_reach_the_validator_which_names_each_field(api):
     gateway, function = api
-    bad = requests.get(
-        f"{gateway.base_url}/qa/transaction/BAD_ID!", headers={"x-api-key": "secret-key"}, timeout=5
+    response = post(gateway, {"amount": "1", "extra": True})
+    assert response.status_code == 202  # what FakeFunction answers: the edge let it through
+    (event,) = function.events
+    assert json.loads(event["body"]) == {"amount": "1", "extra": True}
+
+
+def test_path_parameter_pattern_is_not_enforced_at_the_edge_as_in_api_gateway(api):
+    """API Gateway validates only that required parameters are present; the function sees any id."""
+    gateway, function = api
+    for transaction_id in ("BAD_ID!", "abc-1"):
+        response = requests.get(
+            f"{gateway.base_url}/qa/transaction/{transaction_id}",
+            headers={"x-api-key": "secret-key"},
+            timeout=5,
+        )
+        assert response.status_code == 202
+        assert function.events[-1]["pathParameters"] == {"transaction_id": transaction_id}
+
+
+def test_missing_required_query_or_header_parameter_is_400_bad_request_parameters():
+    function = FakeFunction()
+    gateway = LocalRestApi(lambda *args: None, port=0)
+    document = build_openapi_document(title="t", validator_invoke_arn="arn:fn", request_schema=SCHEMA)
+    get = document["paths"]["/transaction/{transaction_id}"]["get"]
+    get["parameters"].append(
+        {"name": "x-trace", "in": "header", "required": True, "schema": {"type": "string"}}
     )
-    assert bad.status_code == 400
-    good = requests.get(
-        f"{gateway.base_url}/qa/transaction/abc-1", headers={"x-api-key": "secret-key"}, timeout=5
+    gateway.serve(
+        document, "qa", "api123", [ApiKeyPlan("key-id", "k", rate_limit=5, burst_limit=5)], function
     )
-    assert good.status_code == 202
-    assert function.events[-1]["pathParameters"] == {"transaction_id": "abc-1"}
+    try:
+        url = f"{gateway.base_url}/qa/transaction/abc"
+        missing = requests.get(url, headers={"x-api-key": "k"}, timeout=5)
+        assert missing.status_code == 400
+        assert missing.text == template(gateway, "BAD_REQUEST_PARAMETERS")
+        present = requests.get(url, headers={"x-api-key": "k", "x-trace": "1"}, timeout=5)
+        assert present.status_code == 202
+    finally:
+        gateway.stop()
+
+
+def test_a_gateway_response_template_with_a_variable_is_refused():
+    gateway = LocalRestApi(lambda *args: None, port=0)
+    document = build_openapi_document(title="t", validator_invoke_arn="arn:fn", request_schema=SCHEMA)
+    document["x-amazon-apigateway-gateway-responses"]["BAD_REQUEST_BODY"]["responseTemplates"] = {
+        "application/json": '{"message": "$context.error.validationErrorString"}'
+    }
+    try:
+        with pytest.raises(ValueError, match="BAD_REQUEST_BODY"):
+            gateway.serve(document, "qa", "api123", [], FakeFunction())
+    finally:
+        gateway.stop()
 
 
 def test_usage_plan_rate_and_burst_give_429(api):
@@ -103,12 +157,24 @@ def test_usage_plan_rate_and_burst_give_429(api):
     assert 429 in statuses[5:]
 
 
-def test_malformed_handler_response_is_502(api):
+def test_malformed_handler_response_or_handler_error_is_502_with_the_default_5xx_body(api):
     gateway, function = api
     function.answer = Invocation(payload={"status": "oops"})
-    assert post(gateway, {"merchant_id": "m", "amount": "1.00"}).status_code == 502
+    response = post(gateway, {"merchant_id": "m", "amount": "1.00"})
+    assert response.status_code == 502
+    assert response.text == template(gateway, "DEFAULT_5XX")
     function.answer = Invocation(error={"errorType": "ValueError", "errorMessage": "x"})
-    assert post(gateway, {"merchant_id": "m", "amount": "1.00"}).status_code == 502
+    response = post(gateway, {"merchant_id": "m", "amount": "1.00"})
+    assert response.status_code == 502
+    assert response.text == template(gateway, "DEFAULT_5XX")
+
+
+def test_key_and_route_errors_are_the_documents_templates_verbatim(api):
+    gateway, _ = api
+    forbidden = post(gateway, {"merchant_id": "m", "amount": "1.00"}, key=None)
+    assert (forbidden.status_code, forbidden.text) == (403, template(gateway, "INVALID_API_KEY"))
+    missing = requests.get(f"{gateway.base_url}/qa/other", timeout=5)
+    assert (missing.status_code, missing.text) == (404, template(gateway, "MISSING_AUTHENTICATION_TOKEN"))
 
 
 def test_unknown_route_or_stage_is_not_served(api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import runpy
 
 import pulumi
@@ -12,6 +13,7 @@ from lib.config import ConfigError, load_settings
 from lib.graph import AwsLikeAnswers, StackGraph, evaluate
 from lib.packaging import REPO_ROOT
 from lib.tap_stack import OUTPUT_KEYS
+from tests.unit.stack.conftest import fake_built_layer
 
 PROJECT = "tap-transaction-pipeline"
 
@@ -26,13 +28,19 @@ class NoResourceMocks(pulumi.runtime.Mocks):
         raise AssertionError(f"unexpected call {args.token}")
 
 
+@pytest.fixture(scope="session")
+def built_layer(tmp_path_factory) -> str:
+    return str(fake_built_layer(tmp_path_factory.mktemp("layer") / "lambda-layer"))
+
+
 @pytest.fixture
-def config(monkeypatch):
-    """Set stack config as `pulumi config set` would, for the duration of one test."""
+def config(monkeypatch, built_layer):
+    """Set stack config as `pulumi config set` would (with a built layer), for one test."""
     monkeypatch.delenv("ENVIRONMENT_SUFFIX", raising=False)
     pulumi.runtime.set_mocks(NoResourceMocks(), project=PROJECT)
 
-    def apply(values: dict[str, str]) -> None:
+    def apply(values: dict[str, str], *, layer_dir: str | None = built_layer) -> None:
+        values = {"functionLayerDir": layer_dir, **values} if layer_dir else values
         pulumi.runtime.set_all_config(
             {key if ":" in key else f"{PROJECT}:{key}": v for key, v in values.items()}
         )
@@ -86,7 +94,31 @@ def test_optional_numbers_and_stage_name(config):
     assert load_settings().seed_test_merchant is False
 
 
-def test_f11_entry_point_exports_each_output_exactly_once(monkeypatch):
+def test_f14_the_program_refuses_to_run_without_a_layer_built_from_the_current_pins(config, tmp_path):
+    config({"alertEmail": "ops@example.com"}, layer_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"not built in .*nowhere.*python -m lib.layer"):
+        load_settings()
+    # The runtime's own boto3 (or any other version) is not the pinned one.
+    stale = fake_built_layer(tmp_path / "stale", versions={"boto3": "1.34.145"})
+    config({"alertEmail": "ops@example.com"}, layer_dir=str(stale))
+    with pytest.raises(ConfigError, match=r"holds boto3 1\.34\.145, not the pinned 1\.44\.8"):
+        load_settings()
+    # Built from other pins: the manifest's digest of requirements/functions.txt differs.
+    other = fake_built_layer(tmp_path / "other")
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "requirements_sha256": "0" * 64}))
+    config({"alertEmail": "ops@example.com"}, layer_dir=str(other))
+    with pytest.raises(ConfigError, match=r"built from another functions\.txt"):
+        load_settings()
+
+
+def test_f14_public_powertools_layer_setting_is_refused_with_the_fix(config):
+    config({"alertEmail": "ops@example.com", "powertoolsLayerArn": "arn:aws:lambda:x:1:layer:p:1"})
+    with pytest.raises(ConfigError, match="pulumi config rm powertoolsLayerArn"):
+        load_settings()
+
+
+def test_f11_entry_point_exports_each_output_exactly_once(monkeypatch, built_layer):
     exported: collections.Counter[str] = collections.Counter()
     real_export = pulumi.export
 
@@ -99,7 +131,11 @@ def test_f11_entry_point_exports_each_output_exactly_once(monkeypatch):
 
     def program() -> dict:
         pulumi.runtime.set_all_config(
-            {f"{PROJECT}:alertEmail": "ops@example.com", f"{PROJECT}:environmentSuffix": "entry"}
+            {
+                f"{PROJECT}:alertEmail": "ops@example.com",
+                f"{PROJECT}:environmentSuffix": "entry",
+                f"{PROJECT}:functionLayerDir": built_layer,
+            }
         )
         namespace = runpy.run_path(str(REPO_ROOT / "tap.py"))
         return namespace["stack"].outputs

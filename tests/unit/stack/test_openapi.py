@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from jsonschema import Draft4Validator
+
 from lib.openapi import build_openapi_document, openapi_schema, transaction_request_schema
 
 # JSON Schema draft 4 keywords API Gateway models accept; anything else is ignored or rejected.
@@ -40,24 +42,81 @@ def test_request_schema_from_the_function_model_uses_only_draft4_keywords():
     assert "$defs" not in json.dumps(schema)
 
 
-def test_document_validates_body_and_params_and_names_failing_fields():
-    document = build_openapi_document(
+def document(request_schema: dict | None = None) -> dict:
+    return build_openapi_document(
         title="t",
         validator_invoke_arn="arn:aws:apigateway:r:lambda:path/fn",
-        request_schema={"type": "object"},
+        request_schema=request_schema if request_schema is not None else transaction_request_schema(),
     )
-    assert document["x-amazon-apigateway-request-validator"] == "body-and-params"
-    assert document["x-amazon-apigateway-request-validators"]["body-and-params"] == {
+
+
+def deployed_document(graph) -> dict:
+    return json.loads(graph.one("aws:apigateway/restApi:RestApi", "rest-api").inputs["body"])
+
+
+def test_document_validates_body_and_params_and_routes_every_operation_to_the_validator():
+    doc = document({"type": "object"})
+    assert doc["x-amazon-apigateway-request-validator"] == "body-and-params"
+    assert doc["x-amazon-apigateway-request-validators"]["body-and-params"] == {
         "validateRequestBody": True,
         "validateRequestParameters": True,
     }
-    responses = document["x-amazon-apigateway-gateway-responses"]
-    template = json.loads(responses["BAD_REQUEST_BODY"]["responseTemplates"]["application/json"])
-    assert template["errors"] == [{"detail": "$context.error.validationErrorString"}]
+    responses = doc["x-amazon-apigateway-gateway-responses"]
     assert responses["INVALID_API_KEY"]["statusCode"] == 403
     assert responses["THROTTLED"]["statusCode"] == 429
-    for path in document["paths"].values():
+    assert responses["BAD_REQUEST_BODY"]["statusCode"] == 400
+    for path in doc["paths"].values():
         for operation in path.values():
             assert (
                 operation["x-amazon-apigateway-integration"]["uri"] == "arn:aws:apigateway:r:lambda:path/fn"
             )
+
+
+def test_gateway_response_bodies_are_fixed_valid_json_without_validation_error_string(graph):
+    """API Gateway's validation text quotes submitted values (PAN, CVV) unescaped: never render it."""
+    for doc in (document(), deployed_document(graph)):
+        responses = doc["x-amazon-apigateway-gateway-responses"]
+        assert {"BAD_REQUEST_BODY", "BAD_REQUEST_PARAMETERS", "DEFAULT_5XX"} <= set(responses)
+        for response_type, response in responses.items():
+            for template in response["responseTemplates"].values():
+                assert "validationErrorString" not in template, response_type
+                # No template variable at all, so the body API Gateway renders is this text verbatim.
+                assert "$" not in template, response_type
+                body = json.loads(template)
+                assert isinstance(body["message"], str) and body["message"], response_type
+                assert body["code"].isupper(), response_type
+
+
+def test_bad_request_body_message_says_what_is_wrong_in_general_terms():
+    responses = document()["x-amazon-apigateway-gateway-responses"]
+    body = json.loads(responses["BAD_REQUEST_BODY"]["responseTemplates"]["application/json"])
+    assert body["code"] == "MALFORMED_REQUEST"
+    assert "JSON object" in body["message"] and "TransactionRequest" in body["message"]
+
+
+def test_edge_checks_only_the_body_shape_so_field_errors_come_from_the_validator(graph):
+    for doc in (document(), deployed_document(graph)):
+        post = doc["paths"]["/transaction"]["post"]
+        reference = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        edge_schema = doc["components"]["schemas"][reference.rsplit("/", 1)[1]]
+        edge = Draft4Validator(edge_schema)
+        # Semantically wrong bodies pass the edge: the validator names each bad field, echoing nothing.
+        for body in (
+            {},
+            {"merchant_id": "m", "amount": 12},
+            {"card": {"number": "4111 1111 1111 1111", "cvv": "12345"}, "extra": True},
+        ):
+            assert edge.is_valid(body), body
+        for body in ([], "4111111111111111", 42, None):
+            assert not edge.is_valid(body), body
+        # The full contract is still published for clients.
+        contract = doc["components"]["schemas"]["TransactionRequest"]
+        assert {"merchant_id", "amount", "currency", "card"} <= set(contract["required"])
+        assert reference != "#/components/schemas/TransactionRequest"
+
+
+def test_default_5xx_keeps_the_original_status_and_only_sets_the_body():
+    """A DEFAULT_5XX statusCode would turn a 504 integration timeout (and every other 5XX) into it."""
+    default_5xx = document()["x-amazon-apigateway-gateway-responses"]["DEFAULT_5XX"]
+    assert "statusCode" not in default_5xx
+    assert json.loads(default_5xx["responseTemplates"]["application/json"])["code"] == "SERVICE_ERROR"

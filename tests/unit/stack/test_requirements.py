@@ -5,15 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+from pathlib import Path
 
+import pytest
+
+from lib import layer
 from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ITEM
-from lib.components.functions import POWERTOOLS_VERSION, powertools_layer_parameter
 from lib.components.messaging import DLQ_MAX_RECEIVE_COUNT, DLQ_RETENTION_SECONDS, MAX_RECEIVE_COUNT
 from lib.components.monitoring import ERROR_RATE_EXPRESSION
-from lib.graph import StackGraph
-from lib.packaging import FUNCTION_SOURCE_ROOT, function_source_files
+from lib.config import StackSettings
+from lib.graph import AwsLikeAnswers, StackGraph
+from lib.packaging import FUNCTION_SOURCE_ROOT, imported_modules, unresolved_imports
 from lib.tap_stack import OUTPUT_KEYS
-from tests.unit.stack.conftest import as_list, statements_of
+from tests.unit.stack.conftest import as_list, fake_built_layer, statements_of
 
 FUNCTION = "aws:lambda/function:Function"
 QUEUE = "aws:sqs/queue:Queue"
@@ -24,7 +29,9 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ROLE = "aws:iam/role:Role"
 TOPIC = "aws:sns/topic:Topic"
+LAYER = "aws:lambda/layerVersion:LayerVersion"
 REPO_ROOT = FUNCTION_SOURCE_ROOT.parent
+AZ_LOOKUP = "aws:index/getAvailabilityZones:getAvailabilityZones"
 
 
 def functions(graph: StackGraph) -> dict[str, dict]:
@@ -64,9 +71,22 @@ def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(gra
         "in": "header",
     }
     assert document["x-amazon-apigateway-api-key-source"] == "HEADER"
-    validator_arn = functions(graph)["validator"]["name"]
-    assert validator_arn in post["x-amazon-apigateway-integration"]["uri"]
-    assert post["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+    # Both routes invoke the validator function itself (its invoke ARN), as a Lambda proxy.
+    validator = graph.one(FUNCTION, "validator-function")
+    get = document["paths"]["/transaction/{transaction_id}"]["get"]
+    for operation in (post, get):
+        assert operation["x-amazon-apigateway-integration"]["uri"] == validator.state["invokeArn"]
+        assert operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+    # ... and API Gateway may invoke it for exactly those routes of this API's stage.
+    permissions = {p.name: p.inputs for p in graph.of_type("aws:lambda/permission:Permission")}
+    execution_arn = graph.one("aws:apigateway/restApi:RestApi", "rest-api").state["executionArn"]
+    for name, route in (
+        ("invoke-post-transaction", "POST/transaction"),
+        ("invoke-get-transaction", "GET/transaction/*"),
+    ):
+        assert permissions[name]["function"] == validator.inputs["name"]
+        assert permissions[name]["principal"] == "apigateway.amazonaws.com"
+        assert permissions[name]["sourceArn"] == f"{execution_arn}/unit/{route}"
 
     key = graph.one("aws:apigateway/apiKey:ApiKey", "api-key")
     plan = graph.one("aws:apigateway/usagePlan:UsagePlan", "usage-plan")
@@ -80,13 +100,20 @@ def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(gra
     assert plan.inputs["throttleSettings"]["burstLimit"] >= plan.inputs["throttleSettings"]["rateLimit"]
 
 
-def test_p1_get_transaction_status_route_exists_with_validated_path(graph):
-    get = openapi(graph)["paths"]["/transaction/{transaction_id}"]["get"]
+def test_p1_get_transaction_route_documents_the_id_pattern_which_api_gateway_does_not_enforce(graph):
+    """API Gateway's request validator checks only that required parameters are present, never a
+    path parameter's pattern (the local gateway mirrors that: tests/unit/local/test_gateway.py).
+    So the pattern is documentation; the GET handler is where an id can be checked."""
+    document = openapi(graph)
+    get = document["paths"]["/transaction/{transaction_id}"]["get"]
     assert get["security"] == [{"api_key": []}]
     (parameter,) = get["parameters"]
     assert parameter["in"] == "path" and parameter["required"] is True
-    request_schema = openapi(graph)["components"]["schemas"]["TransactionRequest"]
+    request_schema = document["components"]["schemas"]["TransactionRequest"]
     assert parameter["schema"]["pattern"] == request_schema["properties"]["transaction_id"]["pattern"]
+    assert "does not enforce" in parameter["description"]
+    uri = get["x-amazon-apigateway-integration"]["uri"]
+    assert uri == graph.one(FUNCTION, "validator-function").state["invokeArn"]
 
 
 def test_p2_validator_reads_the_merchant_config_table(graph):
@@ -194,6 +221,20 @@ def test_c1_functions_run_only_in_three_private_subnets_across_three_azs(graph):
     assert not [r for r in graph.resources if r.type in forbidden]
     assert not graph.of_type("aws:ec2/route:Route")
     assert all(not rt.inputs.get("routes") for rt in graph.of_type("aws:ec2/routeTable:RouteTable"))
+
+
+def test_c1_subnets_use_only_regular_zones_never_a_local_or_wavelength_zone(graph):
+    (zone_query,) = [args for token, args in graph.invokes if token == AZ_LOOKUP]
+    assert zone_query["state"] == "available"
+    assert {"name": "opt-in-status", "values": ["opt-in-not-required"]} in zone_query["filters"]
+    answers = AwsLikeAnswers("us-east-2")
+    regular = {z["zone-name"] for z in answers.availability_zones() if z["zone-type"] == "availability-zone"}
+    subnet_zones = [s.inputs["availabilityZone"] for s in graph.of_type("aws:ec2/subnet:Subnet")]
+    assert len(set(subnet_zones)) == 3 and set(subnet_zones) <= regular
+    # The mock answers like an account opted in to a Local and a Wavelength Zone, whose names sort
+    # first: without the filter the stack would have put its first subnets there.
+    unfiltered = answers.call(AZ_LOOKUP, {"state": "available"})["names"]
+    assert not set(unfiltered[:2]) & regular
 
 
 def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
@@ -320,20 +361,88 @@ def test_c9_f1_waf_web_acl_with_managed_rule_groups_on_the_stage(graph):
     assert association["webAclArn"] == acl.state["arn"]
 
 
-def test_c10_edge_and_consumers_are_sized_for_1000_tps(graph):
-    settings = graph.one("aws:apigateway/methodSettings:MethodSettings", "all-methods").inputs["settings"]
-    assert settings["throttlingRateLimit"] >= 1000
-    assert settings["throttlingBurstLimit"] >= settings["throttlingRateLimit"]
-    rate_rule = next(
-        r
-        for r in graph.one("aws:wafv2/webAcl:WebAcl", "web-acl").inputs["rules"]
-        if r["name"] == "PerIpRateLimit"
-    )
-    # One provider address at 1,000 TPS sends 300,000 requests per 5 minutes; the rule must not block it.
-    assert rate_rule["statement"]["rateBasedStatement"]["limit"] > 300_000
-    mapping = graph.one(ESM, "fraud-detector-queue-trigger").inputs
-    # 1,000 msg/s in batches of 10 at ~1 s per batch needs ~100 pollers' worth of batches at most.
-    assert mapping["batchSize"] * mapping["scalingConfig"]["maximumConcurrency"] >= 100
+# The per-invocation durations the stack is sized for: design budgets, not measurements (a test
+# must not depend on a timing). `make bench` (BENCHMARKS.md section 3) estimates the real figures
+# at 1,000 TPS and 512 MB, about half of these; its capacity table shows the headroom.
+DESIGN_BUDGET_MS = {"validator": 80, "fraud detector": 1_000}  # detector: per batch of 10
+
+
+def test_c10_every_hop_the_stack_wires_for_a_transaction_admits_1000_tps(graph):
+    assert_every_hop_admits_1000_tps(graph)
+
+
+@pytest.mark.parametrize(
+    "too_low",
+    [
+        {"api_rate_limit": 900},
+        {"waf_rate_limit_per_5min": 200_000},
+        {"validator_reserved_concurrency": 30},
+        {"fraud_detector_max_concurrency": 40},
+    ],
+    ids=lambda setting: next(iter(setting)),
+)
+def test_c10_capacity_check_fails_when_one_hop_is_sized_below_1000_tps(too_low):
+    from tests.unit.stack.conftest import evaluate_stack
+
+    with pytest.raises(AssertionError):
+        assert_every_hop_admits_1000_tps(evaluate_stack(**too_low))
+
+
+def assert_every_hop_admits_1000_tps(graph: StackGraph) -> None:
+    """Follow a transaction through the resources as wired (not through constants) and check that
+    each limit on the way admits 1,000 TPS when every invocation takes its design budget."""
+    tps = 1_000
+    rest_api = graph.one("aws:apigateway/restApi:RestApi", "rest-api")
+    stage = graph.one("aws:apigateway/stage:Stage", "stage")
+    stage_key = (rest_api.id, stage.inputs["stageName"])
+    # Edge: the stage-wide method throttle and the usage plan bound to this very stage.
+    (throttle,) = [
+        m.inputs["settings"]
+        for m in graph.of_type("aws:apigateway/methodSettings:MethodSettings")
+        if (m.inputs["restApi"], m.inputs["stageName"]) == stage_key and m.inputs["methodPath"] == "*/*"
+    ]
+    assert throttle["throttlingRateLimit"] >= tps and throttle["throttlingBurstLimit"] >= tps
+    (plan,) = [
+        p.inputs
+        for p in graph.of_type("aws:apigateway/usagePlan:UsagePlan")
+        if {"apiId": rest_api.id, "stage": stage.inputs["stageName"]} in p.inputs["apiStages"]
+    ]
+    assert plan["throttleSettings"]["rateLimit"] >= tps
+    assert plan["throttleSettings"]["burstLimit"] >= tps
+    # WAF on this stage: one provider address sending all 1,000 TPS must stay under the rate rule.
+    (association,) = [
+        a.inputs
+        for a in graph.of_type("aws:wafv2/webAclAssociation:WebAclAssociation")
+        if a.inputs["resourceArn"] == stage.state["arn"]
+    ]
+    (acl,) = [
+        a for a in graph.of_type("aws:wafv2/webAcl:WebAcl") if a.state["arn"] == association["webAclArn"]
+    ]
+    for rule in acl.inputs["rules"]:
+        rate = rule["statement"].get("rateBasedStatement")
+        if rate:
+            assert rate["limit"] >= tps * rate.get("evaluationWindowSec", 300), rule["name"]
+    # Validator: the function the POST route invokes. Little's law: concurrency = rate x duration.
+    uri = openapi(graph)["paths"]["/transaction"]["post"]["x-amazon-apigateway-integration"]["uri"]
+    (validator,) = [f for f in graph.of_type(FUNCTION) if f.state["invokeArn"] == uri]
+    durations = DESIGN_BUDGET_MS
+    assert validator.inputs["reservedConcurrentExecutions"] >= tps * durations["validator"] / 1000
+    # Fraud detector: the mapping on the queue the validator sends to, capped by its max concurrency.
+    queue_url = validator.inputs["environment"]["variables"]["TRANSACTION_QUEUE_URL"]
+    (work_queue,) = [q for q in graph.of_type(QUEUE) if q.state["url"] == queue_url]
+    (mapping,) = [
+        m.inputs for m in graph.of_type(ESM) if m.inputs["eventSourceArn"] == work_queue.state["arn"]
+    ]
+    assert mapping["functionName"] == graph.one(FUNCTION, "fraud-detector-function").state["arn"]
+    # The detector's budget is per batch of 10 (lib/components/functions.py SQS_BATCH_SIZE).
+    assert mapping["batchSize"] == 10
+    detector_concurrency = tps / mapping["batchSize"] * durations["fraud detector"] / 1000
+    assert mapping["scalingConfig"]["maximumConcurrency"] >= detector_concurrency
+    # Nothing on the way has a provisioned cap: tables on demand, queue data keys cached (no KMS
+    # call per message).
+    for table in graph.of_type(TABLE):
+        assert table.inputs["billingMode"] == "PAY_PER_REQUEST"
+    assert work_queue.inputs["kmsDataKeyReusePeriodSeconds"] >= 60
 
 
 # --- F findings not covered above ------------------------------------------------------------------
@@ -392,26 +501,83 @@ def test_f13_transactions_table_has_a_write_sharded_merchant_index(graph):
     assert int(env["MERCHANT_INDEX_SHARDS"]) > 1
 
 
-def test_f14_every_import_is_packaged_or_provided_by_the_pinned_powertools_layer(graph):
-    pins = (REPO_ROOT / "requirements" / "functions.txt").read_text()
-    assert f"aws-lambda-powertools[tracer,parser]=={POWERTOOLS_VERSION}" in pins
-    (parameter_call,) = [
-        args for token, args in graph.invokes if token == "aws:ssm/getParameter:getParameter"
-    ]
-    assert (
-        parameter_call["name"]
-        == powertools_layer_parameter()
-        == (f"/aws/service/powertools/python/arm64/python3.12/{POWERTOOLS_VERSION}")
-    )
+def attached_modules(graph: StackGraph) -> set[str]:
+    """Every top-level module the stack puts on the functions' path: the code asset's packages and
+    what its one layer holds (the pins' closure for python3.12/arm64, or the built layer itself)."""
+    layer_resource = graph.one(LAYER, "dependency-layer")
+    settings = StackSettings(environment_suffix="unit", region="us-east-2", alert_email="a@example.com")
+    assert layer_resource.inputs["code"].path == settings.function_layer_dir == str(layer.DEFAULT_LAYER_DIR)
+    assert layer.requirements_digest()[:16] in layer_resource.inputs["description"]
+    archives = set()
     for function in functions(graph).values():
-        (layer,) = function["layers"]
-        assert ":layer:AWSLambdaPowertoolsPythonV3-python312-arm64:" in layer
-        assert function["runtime"] == "python3.12" and function["architectures"] == ["arm64"]
+        assert function["layers"] == [layer_resource.state["arn"]]  # no public or runtime layer
+        assert layer_resource.inputs["compatibleRuntimes"] == [function["runtime"]] == ["python3.12"]
+        assert layer_resource.inputs["compatibleArchitectures"] == function["architectures"] == ["arm64"]
+        archives.add(frozenset(function["code"].assets))
+    (archive,) = archives
+    packaged = {name.split("/", 1)[0] for name in archive}
+    built = layer.read_manifest(layer.DEFAULT_LAYER_DIR)
+    if built is not None and layer.layer_problem(layer.DEFAULT_LAYER_DIR) is None:
+        distributions = built["distributions"]
+    else:  # not built on this machine (no network in tests): what the build step installs
+        distributions = layer.resolve_from_environment()
+    for name, version in layer.pins().items():
+        assert distributions[name]["version"] == version
+    return packaged | layer.provided_modules(distributions)
+
+
+def test_f14_every_import_in_the_function_package_resolves_from_stdlib_code_asset_or_layer(graph):
+    package_dir = FUNCTION_SOURCE_ROOT / "tap_pipeline"
+    provided = attached_modules(graph)
+    assert unresolved_imports(package_dir, provided) == {}
+    # The scan sees the third-party imports the layer must serve, boto3 among them.
+    imported = set(imported_modules(package_dir))
+    assert {"boto3", "botocore", "pydantic", "aws_lambda_powertools", "tap_pipeline"} <= imported
+    for function in functions(graph).values():
         module = function["handler"].rsplit(".", 1)[0].replace(".", "/") + ".py"
-        assert module in function_source_files()
-    packaged = function_source_files()
-    assert "tap_pipeline/__init__.py" in packaged
-    assert not [p for p in packaged if "__pycache__" in p or not p.endswith(".py")]
+        assert module in function["code"].assets
+
+
+def test_f14_import_check_fails_on_an_import_nothing_attached_provides(graph, tmp_path):
+    planted = tmp_path / "tap_pipeline"
+    shutil.copytree(
+        FUNCTION_SOURCE_ROOT / "tap_pipeline", planted, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (planted / "handlers" / "planted.py").write_text(
+        "import requests  # installed here for the tests, not in the layer\n"
+        "from leftpad.core import pad\n"
+        "from asyncore import loop  # gone in Python 3.12\n"
+        "from . import validator\n"
+        "from tap_pipeline import models\n"
+    )
+    unresolved = unresolved_imports(planted, attached_modules(graph))
+    assert unresolved == {name: {"handlers/planted.py"} for name in ("requests", "leftpad", "asyncore")}
+
+
+def test_f14_layer_is_built_from_the_pins_for_the_functions_runtime_and_checked(tmp_path, monkeypatch):
+    command = layer.pip_command(tmp_path / "python")
+    assert command[command.index("--requirement") + 1] == str(REPO_ROOT / "requirements" / "functions.txt")
+    assert command[command.index("--platform") + 1] == "manylinux2014_aarch64"  # arm64 Linux
+    assert command[command.index("--python-version") + 1] == "3.12"
+    assert "--only-binary=:all:" in command
+    for line in layer.requirement_lines():
+        assert "==" in line, line
+    assert {"boto3", "botocore", "pydantic", "aws-lambda-powertools"} <= set(layer.pins())
+
+    def fake_pip(argv, check):  # what pip leaves in --target, without the network
+        site_dir = Path(argv[argv.index("--target") + 1])
+        fake_built_layer(tmp_path / "scratch")
+        shutil.copytree(tmp_path / "scratch" / "python", site_dir, dirs_exist_ok=True)
+
+    monkeypatch.setattr(layer.subprocess, "run", fake_pip)
+    manifest = layer.build(tmp_path / "lambda-layer")
+    assert manifest["requirements_sha256"] == layer.requirements_digest()
+    assert layer.layer_problem(tmp_path / "lambda-layer") is None
+    # Anything added to the directory after the build no longer matches its manifest.
+    extra = tmp_path / "lambda-layer" / "python" / "requests-2.0.0.dist-info"
+    extra.mkdir()
+    (extra / "METADATA").write_text("Metadata-Version: 2.1\nName: requests\nVersion: 2.0.0\n")
+    assert "not the ones its manifest lists" in layer.layer_problem(tmp_path / "lambda-layer")
 
 
 def test_f15_queue_triggers_report_partial_batch_failures(graph):
@@ -449,6 +615,26 @@ def test_f19_access_logs_go_to_a_log_group_and_the_account_logging_role_is_set(g
     settings = graph.one("aws:apigateway/methodSettings:MethodSettings", "all-methods").inputs["settings"]
     assert settings["loggingLevel"] in {"ERROR", "INFO"} and settings["metricsEnabled"] is True
     assert settings["dataTraceEnabled"] is False
+
+
+def test_f19_api_gateway_logging_role_trust_has_no_undocumented_source_account_condition(graph):
+    """API Gateway does not document aws:SourceAccount for the account-level CloudWatch role; a
+    condition it never satisfies would make it unable to assume the role (no API logs at all)."""
+    role = graph.one(ROLE, "cloudwatch-role")
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert trust == {
+        "Effect": "Allow",
+        "Principal": {"Service": "apigateway.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+    # Where AWS documents the key (SNS topic policy for CloudWatch alarms), it stays.
+    account = graph.outputs["alert_topic_arn"].split(":")[4]
+    for topic in ("fraud-alert-topic", "ops-alert-topic"):
+        statements = statements_of(graph.one("aws:sns/topicPolicy:TopicPolicy", f"{topic}-policy"))
+        assert any(
+            s.get("Condition", {}).get("StringEquals", {}).get("aws:SourceAccount") == account
+            for s in statements
+        )
 
 
 def test_f20_every_function_has_an_async_failure_dead_letter_target(graph):
@@ -500,7 +686,7 @@ def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
     alarms = {a.name: a.inputs for a in graph.of_type(ALARM)}
     ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
     expected = {
-        "transaction-dlq-depth-alarm",
+        "transaction-dlq-arrivals-alarm",
         "failed-handler-dlq-depth-alarm",
         "lambda-async-dlq-depth-alarm",
         "transaction-queue-oldest-message-age-alarm",
@@ -516,10 +702,42 @@ def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
     assert expected <= set(alarms)
     for alarm in alarms.values():
         assert alarm["alarmActions"] == [ops_topic]
-    depth = alarms["transaction-dlq-depth-alarm"]["metricQueries"][0]["metric"]
-    assert depth["metricName"] == "ApproximateNumberOfMessagesVisible"
-    assert depth["dimensions"] == {"QueueName": queue(graph, "transaction-dlq").inputs["name"]}
-    assert alarms["transaction-dlq-depth-alarm"]["threshold"] == 0
+    for key, name in (("failed-handler-dlq", "parking-dlq"), ("lambda-async-dlq", "async-failure-dlq")):
+        # Nothing drains these two, so a message stays visible until someone acts: depth is right.
+        (depth,) = alarms[f"{key}-depth-alarm"]["metricQueries"]
+        assert depth["metric"]["metricName"] == "ApproximateNumberOfMessagesVisible"
+        assert depth["metric"]["dimensions"] == {"QueueName": queue(graph, name).inputs["name"]}
+        assert alarms[f"{key}-depth-alarm"]["threshold"] == 0
     api = {q["id"]: q for q in alarms["api-5xx-rate-alarm"]["metricQueries"]}
     assert api["errors5xx"]["metric"]["metricName"] == "5XXError"
     assert api["rate5xx"]["expression"] == "IF(requests > 0, 100 * errors5xx / requests, 0)"
+
+
+def test_transaction_dlq_alarm_fires_on_any_arrival_although_the_failed_handler_drains_it(graph):
+    """The failed handler empties the transaction DLQ within seconds, so its depth is ~0 at every
+    one-minute sample; and SQS leaves redriven messages out of the DLQ's NumberOfMessagesSent. Every
+    arrival is received by the failed handler, so received (plus depth, should it stop) > 0 alarms."""
+    alarms = {a.name: a.inputs for a in graph.of_type(ALARM)}
+    assert "transaction-dlq-depth-alarm" not in alarms
+    alarm = alarms["transaction-dlq-arrivals-alarm"]
+    dlq_name = queue(graph, "transaction-dlq").inputs["name"]
+    queries = {q["id"]: q for q in alarm["metricQueries"]}
+    assert queries["received"]["metric"] == {
+        "namespace": "AWS/SQS",
+        "metricName": "NumberOfMessagesReceived",
+        "dimensions": {"QueueName": dlq_name},
+        "period": 60,
+        "stat": "Sum",
+    }
+    assert queries["visible"]["metric"]["metricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queries["visible"]["metric"]["dimensions"] == {"QueueName": dlq_name}
+    assert queries["arrivals"]["returnData"] is True
+    assert [q["id"] for q in alarm["metricQueries"] if q.get("returnData")] == ["arrivals"]
+    assert queries["arrivals"]["expression"] == "FILL(received, 0) + FILL(visible, 0)"
+    assert (alarm["comparisonOperator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+    # A single minute with an arrival must be enough: the next minute is empty again.
+    assert alarm["evaluationPeriods"] == alarm["datapointsToAlarm"] == 1
+    assert alarm["treatMissingData"] == "notBreaching"
+    # The queue it watches is the one the failed handler consumes.
+    mapping = graph.one(ESM, "failed-handler-queue-trigger").inputs
+    assert mapping["eventSourceArn"] == queue(graph, "transaction-dlq").state["arn"]

@@ -1,0 +1,249 @@
+"""The functions' third-party packages: one Lambda layer built from requirements/functions.txt (F14).
+
+Build step (needs PyPI; run it before `pulumi preview` / `pulumi up`, and again whenever the pins
+change):
+
+    .venv/bin/python -m lib.layer
+
+It installs exactly the pinned requirements, with their dependencies, as wheels for the functions'
+runtime (CPython 3.12 on arm64 Linux) into `build/lambda-layer/python/`, and writes
+`build/lambda-layer/manifest.json`: the sha256 of requirements/functions.txt, the target, and every
+installed distribution with its version and top-level import names.
+
+The program itself never touches the network: `load_settings` checks that the built directory
+matches the current pins (`layer_problem`) and the stack packages that directory as the functions'
+only layer. Lambda puts `/opt/python` (the layer) ahead of the runtime's own libraries on
+`sys.path`, so the functions import the pinned boto3 and pydantic, not the versions the runtime or
+a public layer happens to carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = REPO_ROOT / "requirements" / "functions.txt"
+DEFAULT_LAYER_DIR = REPO_ROOT / "build" / "lambda-layer"
+MANIFEST_NAME = "manifest.json"
+SITE_DIR_NAME = "python"  # Lambda adds /opt/python to sys.path
+# The functions' runtime and architecture (lib/components/functions.py: RUNTIME, ARCHITECTURE).
+TARGET_PYTHON = "3.12"
+TARGET_PLATFORM = "manylinux2014_aarch64"
+# `packaging` marker environment of that runtime, to resolve the dependency closure for it.
+TARGET_MARKERS = {
+    "implementation_name": "cpython",
+    "implementation_version": "3.12.0",
+    "os_name": "posix",
+    "platform_machine": "aarch64",
+    "platform_python_implementation": "CPython",
+    "platform_release": "",
+    "platform_system": "Linux",
+    "platform_version": "",
+    "python_full_version": "3.12.0",
+    "python_version": TARGET_PYTHON,
+    "sys_platform": "linux",
+}
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+
+
+class LayerError(RuntimeError):
+    """The layer cannot be built or resolved; the message says what to do."""
+
+
+def canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_lines(requirements: Path = REQUIREMENTS) -> list[str]:
+    lines = []
+    for raw in requirements.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def pins(requirements: Path = REQUIREMENTS) -> dict[str, str]:
+    """Canonical distribution name -> pinned version; every requirement must be pinned with `==`."""
+    pinned = {}
+    for line in requirement_lines(requirements):
+        match = _PIN.match(line)
+        if not match:
+            raise LayerError(f"{requirements.name}: {line!r} is not pinned with ==")
+        pinned[canonical_name(match.group(1))] = match.group(3)
+    return pinned
+
+
+def requirements_digest(requirements: Path = REQUIREMENTS) -> str:
+    return hashlib.sha256(requirements.read_bytes()).hexdigest()
+
+
+def top_level_modules(paths: Iterable[str]) -> set[str]:
+    """Import names a distribution installs, from the paths of its RECORD (relative to site dir)."""
+    modules = set()
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if not parts or parts[0] in ("..", "__pycache__", "bin"):
+            continue
+        if parts[0].endswith((".dist-info", ".data", ".egg-info")):
+            continue
+        if len(parts) > 1:
+            modules.add(parts[0])
+        elif parts[0].endswith((".py", ".so", ".pyd")):
+            modules.add(parts[0].split(".", 1)[0])
+    return modules
+
+
+def _distribution_entry(distribution: importlib.metadata.Distribution) -> dict[str, Any]:
+    return {
+        "version": distribution.version,
+        "modules": sorted(top_level_modules(str(f) for f in distribution.files or [])),
+    }
+
+
+def installed_distributions(site_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every distribution installed in `site_dir` (what the layer really holds)."""
+    found = {}
+    for dist_info in sorted(site_dir.glob("*.dist-info")):
+        distribution = importlib.metadata.PathDistribution(dist_info)
+        found[canonical_name(distribution.metadata["Name"])] = _distribution_entry(distribution)
+    return found
+
+
+def manifest_for(layer_dir: Path, requirements: Path = REQUIREMENTS) -> dict[str, Any]:
+    return {
+        "requirements_sha256": requirements_digest(requirements),
+        "python_version": TARGET_PYTHON,
+        "platform": TARGET_PLATFORM,
+        "distributions": installed_distributions(layer_dir / SITE_DIR_NAME),
+    }
+
+
+def read_manifest(layer_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((layer_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def layer_problem(layer_dir: Path, requirements: Path = REQUIREMENTS) -> str | None:
+    """Why `layer_dir` is not a layer built from the current pins for the target, or None."""
+    manifest = read_manifest(layer_dir)
+    site_dir = layer_dir / SITE_DIR_NAME
+    if manifest is None or not site_dir.is_dir():
+        return f"the functions' dependency layer is not built in {layer_dir}"
+    if manifest.get("requirements_sha256") != requirements_digest(requirements):
+        return f"the layer in {layer_dir} was built from another {requirements.name}"
+    target = (manifest.get("platform"), manifest.get("python_version"))
+    if target != (TARGET_PLATFORM, TARGET_PYTHON):
+        return f"the layer in {layer_dir} was built for {target}, not {(TARGET_PLATFORM, TARGET_PYTHON)}"
+    installed = installed_distributions(site_dir)
+    if installed != manifest.get("distributions"):
+        return f"the packages in {site_dir} are not the ones its manifest lists"
+    for name, version in pins(requirements).items():
+        held = installed.get(name, {}).get("version")
+        if held != version:
+            return f"the layer in {layer_dir} holds {name} {held}, not the pinned {version}"
+    return None
+
+
+def provided_modules(distributions: dict[str, dict[str, Any]]) -> set[str]:
+    return {module for entry in distributions.values() for module in entry["modules"]}
+
+
+def resolve_from_environment(requirements: Path = REQUIREMENTS) -> dict[str, dict[str, Any]]:
+    """What the build step installs, resolved without the network from this environment's metadata.
+
+    The pinned requirements and their dependency closure for the target runtime (markers evaluated
+    for CPython 3.12 on arm64 Linux), each with its installed version and import names. Fails if a
+    pinned distribution is installed here at another version, or a needed one is not installed:
+    then this environment cannot tell what the layer holds (run `make install`).
+    """
+    from packaging.requirements import Requirement
+
+    pinned = pins(requirements)
+    resolved: dict[str, dict[str, Any]] = {}
+    extras_seen: dict[str, set[str]] = {}
+    pending = [Requirement(line) for line in requirement_lines(requirements)]
+    while pending:
+        requirement = pending.pop()
+        name = canonical_name(requirement.name)
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise LayerError(f"{name} (needed by the layer) is not installed in this environment") from None
+        if name in pinned and distribution.version != pinned[name]:
+            raise LayerError(f"{name} is installed at {distribution.version}, pinned at {pinned[name]}")
+        if not requirement.specifier.contains(distribution.version, prereleases=True):
+            raise LayerError(f"{name} {distribution.version} does not satisfy {requirement}")
+        extras = set(requirement.extras)
+        if name in resolved and extras <= extras_seen[name]:
+            continue
+        extras_seen[name] = extras_seen.get(name, set()) | extras
+        resolved[name] = _distribution_entry(distribution)
+        for text in distribution.requires or []:
+            dependency = Requirement(text)
+            if dependency.marker is None or any(
+                dependency.marker.evaluate({**TARGET_MARKERS, "extra": extra})
+                for extra in ("", *sorted(extras_seen[name]))
+            ):
+                pending.append(dependency)
+    return resolved
+
+
+def pip_command(site_dir: Path, requirements: Path = REQUIREMENTS) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--platform",
+        TARGET_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        TARGET_PYTHON,
+        "--target",
+        str(site_dir),
+        "--requirement",
+        str(requirements),
+    ]
+
+
+def build(layer_dir: Path = DEFAULT_LAYER_DIR, requirements: Path = REQUIREMENTS) -> dict[str, Any]:
+    """Install the pinned requirements for the target into `layer_dir` and write its manifest."""
+    if layer_dir.exists():
+        shutil.rmtree(layer_dir)
+    site_dir = layer_dir / SITE_DIR_NAME
+    site_dir.mkdir(parents=True)
+    subprocess.run(pip_command(site_dir, requirements), check=True)  # noqa: S603 - fixed argv
+    manifest = manifest_for(layer_dir, requirements)
+    (layer_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    problem = layer_problem(layer_dir, requirements)
+    if problem:
+        raise LayerError(problem)
+    return manifest
+
+
+def main() -> None:
+    manifest = build()
+    print(
+        f"built {DEFAULT_LAYER_DIR}: "
+        + ", ".join(f"{name} {entry['version']}" for name, entry in sorted(manifest["distributions"].items()))
+    )
+
+
+if __name__ == "__main__":
+    main()
