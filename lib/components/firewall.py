@@ -97,7 +97,13 @@ class Firewall(TaggedComponent):
             "web-acl-logging",
             resource_arn=self.web_acl.arn,
             log_destination_configs=[log_group.arn],
-            redacted_fields=[{"single_header": {"name": "x-api-key"}}],
+            # The API key, and the URI and query string: a card number pasted into a GET path must
+            # not reach the WAF logs (the function refuses it without logging it).
+            redacted_fields=[
+                {"single_header": {"name": "x-api-key"}},
+                {"uri_path": {}},
+                {"query_string": {}},
+            ],
             opts=child,
         )
         self.register_outputs({"web_acl_arn": self.web_acl.arn})

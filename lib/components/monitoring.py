@@ -113,8 +113,9 @@ class Monitoring(TaggedComponent):
                     _metric("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", dims, "Maximum"),
                     _expression("arrivals", DLQ_ARRIVALS_EXPRESSION, "Dead-lettered messages"),
                 ],
-                # One minute with an arrival is enough: it will not show in the next one.
-                evaluation_periods=1,
+                # One minute with an arrival is enough, and it will not show in the next one; five
+                # periods keep a late SQS datapoint in view until it has been evaluated.
+                evaluation_periods=5,
                 datapoints_to_alarm=1,
             )
         self._alarm(

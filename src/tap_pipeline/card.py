@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,8 +39,23 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+# A card number as people write it: one unbroken run, or groups split by one kind of separator
+# (4-4-4-4[-3], 4-6-5 / 4-6-4 as on Amex and Diners cards). Other digit groupings, such as dates
+# in an order id, are not card formatting and are not refused on a chance Luhn match.
+_SEPARATED_PAN = re.compile(
+    r"(?<![0-9])(?:"
+    r"[0-9]{4}(?P<sep>[ ._:-])[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{1,4}(?:(?P=sep)[0-9]{1,3})?"
+    r"|[0-9]{4}(?P<amex>[ ._:-])[0-9]{6}(?P=amex)[0-9]{4,5}"
+    r")(?![0-9])"
+)
+
+
 def looks_like_pan(text: str) -> bool:
-    """True when ``text`` contains a 13-19 digit Luhn-valid run (used to refuse PANs in free-text fields)."""
+    """True when ``text`` holds a Luhn-valid 13-19 digit card number, plain or written in groups.
+
+    Used to refuse PANs in free-text fields (ids, the GET path), so that a card number pasted into
+    the wrong field is never stored, logged or echoed.
+    """
     run = []
     for char in [*text, " "]:
         if char.isascii() and char.isdigit():
@@ -48,6 +64,10 @@ def looks_like_pan(text: str) -> bool:
         if 13 <= len(run) <= 19 and luhn_valid("".join(run)):
             return True
         run = []
+    for match in _SEPARATED_PAN.finditer(text):
+        digits = re.sub(r"[^0-9]", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            return True
     return False
 
 

