@@ -9,7 +9,10 @@ Every message from the transaction DLQ ends recorded somewhere findable, never d
   the original was scored) -> left alone, logged and counted; if it is FLAGGED, its fraud alert is
   published here unless it already went out (the same idempotent publisher as the detector's), since
   the detector records FLAGGED before it publishes and may have died or kept failing in between;
-* a poison message (not JSON / not a transaction) -> a FAILED item keyed
+* a message that is not a valid transaction message but names an existing record (its
+  ``transaction_id`` and ``timestamp``) -> that record becomes FAILED ("message body is not a valid
+  transaction message"), so no transaction stays RECEIVED forever;
+* any other poison message (not JSON / not a transaction) -> a FAILED item keyed
   ``transaction_id = "sqs-body#{sha256 of the digit-masked body}"``, ``timestamp = "poison"``,
   holding a digit-masked excerpt of the body (the raw body is not stored: it could contain
   anything, including card data).
@@ -22,6 +25,7 @@ changes nothing and sends nothing twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +41,7 @@ from tap_pipeline.repository import TransactionStore, iso_millis, record_item
 from tap_pipeline.settings import failed_handler_settings
 
 DEFAULT_REASON = "exceeded maxReceiveCount on the transaction queue"
+UNREADABLE_REASON = "message body is not a valid transaction message"
 POISON_PREFIX = "sqs-body#"
 POISON_SORT_KEY = "poison"
 
@@ -89,14 +94,18 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
         message = None
 
     if message is None:
-        return _poison(letter, now)
+        return _unreadable(letter, now)
 
     logger.append_keys(transaction_id=message.transaction_id)
     outcome, record = store().mark_failed(
-        message, letter.message_id, DEFAULT_REASON, letter.receive_count, iso_millis(now)
+        (message.transaction_id, message.timestamp),
+        letter.message_id,
+        DEFAULT_REASON,
+        letter.receive_count,
+        iso_millis(now),
     )
     if outcome == "final":
-        return _already_final(letter, message, record or {})
+        return _already_final(letter, message.transaction_id, record or {})
     if outcome == "missing":
         item = {
             **record_item(message),
@@ -118,7 +127,7 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
     return Handled(outcome, message.transaction_id, notified=True)
 
 
-def _already_final(letter: DeadLetter, message: TransactionMessage, record: dict[str, Any]) -> Handled:
+def _already_final(letter: DeadLetter, transaction_id: str, record: dict[str, Any]) -> Handled:
     """A dead letter of a transaction that already left RECEIVED: nothing changes, nothing owed is lost.
 
     Happens for a duplicate delivery that dead-lettered after the original was scored, and for a
@@ -137,12 +146,12 @@ def _already_final(letter: DeadLetter, message: TransactionMessage, record: dict
         alerts.publish_fraud_alert(
             alerts.fraud_alert(record), failed_handler_settings().fraud_alert_topic_arn
         )
-        return Handled("final", message.transaction_id, notified=False)
+        return Handled("final", transaction_id, notified=False)
     if status == Status.FAILED.value:
         reason = str(record.get("failure_reason") or DEFAULT_REASON)
-        _notify(letter, message.transaction_id, reason, "failed")
-        return Handled("final", message.transaction_id, notified=True)
-    return Handled("final", message.transaction_id, notified=False)
+        _notify(letter, transaction_id, reason, "failed")
+        return Handled("final", transaction_id, notified=True)
+    return Handled("final", transaction_id, notified=False)
 
 
 def poison_key(body: str) -> str:
@@ -156,9 +165,47 @@ def poison_key(body: str) -> str:
     return POISON_PREFIX + hashlib.sha256(masked.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
+def _record_key(body: str) -> tuple[str, str] | None:
+    """The (transaction_id, timestamp) a message that fails the schema still names, if it does."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    transaction_id, timestamp = document.get("transaction_id"), document.get("timestamp")
+    if isinstance(transaction_id, str) and isinstance(timestamp, str) and transaction_id and timestamp:
+        return transaction_id, timestamp
+    return None
+
+
+def _unreadable(letter: DeadLetter, now: datetime) -> Handled:
+    """A body that is not a valid transaction message: fail its record if it names one, else poison.
+
+    A message that names an existing RECEIVED record (e.g. written by another version of the
+    validator) must not leave that transaction RECEIVED forever.
+    """
+    key = _record_key(letter.body)
+    if key is not None and store().get_record(*key) is not None:
+        logger.append_keys(transaction_id=key[0])
+        outcome, record = store().mark_failed(
+            key, letter.message_id, UNREADABLE_REASON, letter.receive_count, iso_millis(now)
+        )
+        if outcome == "final":
+            return _already_final(letter, key[0], record or {})
+        if outcome == "failed":
+            reason = str((record or {}).get("failure_reason") or UNREADABLE_REASON)
+            logger.warning(
+                "transaction recorded as FAILED: its message is unreadable", extra={"reason": reason}
+            )
+            _notify(letter, key[0], reason, outcome)
+            return Handled(outcome, key[0], notified=True)
+    return _poison(letter, now)
+
+
 def _poison(letter: DeadLetter, now: datetime) -> Handled:
     key = poison_key(letter.body)
-    reason = "message body is not a valid transaction message"
+    reason = UNREADABLE_REASON
     item = {
         "transaction_id": key,
         "timestamp": POISON_SORT_KEY,  # constant: a replay must hit the same item

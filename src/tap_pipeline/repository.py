@@ -329,11 +329,12 @@ class TransactionStore:
 
     @tracer.capture_method(capture_response=False)
     def mark_failed(
-        self, message: TransactionMessage, message_id: str, reason: str, receive_count: int, at: str
+        self, key: tuple[str, str], message_id: str, reason: str, receive_count: int, at: str
     ) -> tuple[str, dict[str, Any] | None]:
         """RECEIVED -> FAILED for a dead-lettered message. Returns (outcome, record).
 
-        outcome is ``"failed"`` (this message recorded it; also on a redelivery of the same
+        ``key`` is the record's (transaction_id, timestamp). outcome is ``"failed"`` (this message
+        recorded it; also on a redelivery of the same
         message, which keeps the call idempotent), ``"final"`` (already CLEARED/FLAGGED/FAILED by
         someone else: left alone) or ``"missing"`` (no record exists).
         """
@@ -341,7 +342,7 @@ class TransactionStore:
         try:
             response = client.update_item(
                 TableName=self.table_name,
-                Key={"transaction_id": message.transaction_id, "timestamp": message.timestamp},
+                Key={"transaction_id": key[0], "timestamp": key[1]},
                 UpdateExpression=(
                     "SET #status = :failed, failure_reason = if_not_exists(last_error, :reason), "
                     "receive_count = :count, failed_at = :at, failed_message_id = :mid"
@@ -365,7 +366,7 @@ class TransactionStore:
         except client.exceptions.ConditionalCheckFailedException as exc:
             old = deserialize_item(exc.response.get("Item"))
             if old is None:
-                old = self.get_record(message.transaction_id, message.timestamp)
+                old = self.get_record(*key)
             return ("final", old) if old else ("missing", None)
         return "failed", response.get("Attributes")
 

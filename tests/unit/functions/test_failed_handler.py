@@ -263,3 +263,19 @@ def test_side_effect_idempotency_outlives_every_queue_a_replayable_message_can_w
 
     # Transaction DLQ, then parking DLQ, then a redrive: a replay inside that span sends nothing twice.
     assert idempotency.SIDE_EFFECT_WINDOW_SECONDS > 2 * messaging.DLQ_RETENTION_SECONDS
+
+
+def test_unreadable_message_that_names_a_received_record_fails_that_record_not_a_poison_item(pipeline):
+    message = _dead_letter(pipeline, "dlq-unreadable")
+    body = json.loads(message["Body"])
+    del body["card"]  # e.g. written by another version of the validator
+    broken = {**message, "Body": json.dumps(body)}
+
+    assert pipeline.run_failed_handler([broken]) == {"batchItemFailures": []}
+    assert pipeline.run_failed_handler([{**broken, "MessageId": "redriven-3"}]) == {"batchItemFailures": []}
+
+    record = pipeline.record("dlq-unreadable")
+    assert record["status"] == "FAILED"
+    assert record["failure_reason"] == failures.UNREADABLE_REASON
+    assert not [i for i in pipeline.records() if str(i["transaction_id"]).startswith(failures.POISON_PREFIX)]
+    assert [n["transaction_id"] for n in pipeline.published(pipeline.ops_capture_url)] == ["dlq-unreadable"]
