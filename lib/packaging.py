@@ -52,9 +52,9 @@ RUNTIME_STDLIB = frozenset(sys.stdlib_module_names) - REMOVED_IN_PYTHON_312
 def imported_modules(package_dir: Path) -> dict[str, set[str]]:
     """Top-level module of every absolute `import` / `from ... import` -> files that import it."""
     found: dict[str, set[str]] = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+    # Exactly the files the code asset ships.
+    for name in function_source_files(package_dir.parent, package_dir.name):
+        path = package_dir.parent / name
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]

@@ -87,11 +87,10 @@ def new_transaction_id() -> str:
     return f"res-{uuid.uuid4().hex}"
 
 
-def scan(pipeline_: LocalPipeline, table_output: str) -> list[dict[str, Any]]:
-    dynamodb = pipeline_.emulator.client("dynamodb")
+def _scan_table(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
     deserialize = TypeDeserializer().deserialize
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": pipeline_.outputs[table_output]}
+    kwargs: dict[str, Any] = {"TableName": table_name}
     while True:
         page = dynamodb.scan(**kwargs)
         items += [{k: deserialize(v) for k, v in item.items()} for item in page["Items"]]
@@ -100,25 +99,17 @@ def scan(pipeline_: LocalPipeline, table_output: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def scan(pipeline_: LocalPipeline, table_output: str) -> list[dict[str, Any]]:
+    return _scan_table(pipeline_.emulator.client("dynamodb"), pipeline_.outputs[table_output])
+
+
 def table_names(pipeline_: LocalPipeline) -> list[str]:
     return pipeline_.emulator.client("dynamodb").list_tables()["TableNames"]
 
 
 def scan_all_tables(pipeline_: LocalPipeline) -> dict[str, list[dict[str, Any]]]:
     dynamodb = pipeline_.emulator.client("dynamodb")
-    deserialize = TypeDeserializer().deserialize
-    result: dict[str, list[dict[str, Any]]] = {}
-    for name in table_names(pipeline_):
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": name}
-        while True:
-            page = dynamodb.scan(**kwargs)
-            items += [{k: deserialize(v) for k, v in item.items()} for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        result[name] = items
-    return result
+    return {name: _scan_table(dynamodb, name) for name in table_names(pipeline_)}
 
 
 def queue_depths(pipeline_: LocalPipeline) -> dict[str, int]:

@@ -120,11 +120,16 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
         outcome = "created"
     else:
         reason = str((record or {}).get("failure_reason") or DEFAULT_REASON)
+    return _recorded_failed(letter, message.transaction_id, reason, outcome)
+
+
+def _recorded_failed(letter: DeadLetter, transaction_id: str, reason: str, outcome: str) -> Handled:
+    """This dead letter made its transaction FAILED: log it and send the record's one ops notice."""
     logger.warning(
         "transaction recorded as FAILED", extra={"reason": reason, "receive_count": letter.receive_count}
     )
-    _notify(letter, message.transaction_id, reason, outcome)
-    return Handled(outcome, message.transaction_id, notified=True)
+    _notify(letter, transaction_id, reason, outcome)
+    return Handled(outcome, transaction_id, notified=True)
 
 
 def _already_final(letter: DeadLetter, transaction_id: str, record: dict[str, Any]) -> Handled:
@@ -186,21 +191,18 @@ def _unreadable(letter: DeadLetter, now: datetime) -> Handled:
     validator) must not leave that transaction RECEIVED forever.
     """
     key = _record_key(letter.body)
-    if key is not None and store().get_record(*key) is not None:
-        logger.append_keys(transaction_id=key[0])
-        outcome, record = store().mark_failed(
-            key, letter.message_id, UNREADABLE_REASON, letter.receive_count, iso_millis(now)
-        )
-        if outcome == "final":
-            return _already_final(letter, key[0], record or {})
-        if outcome == "failed":
-            reason = str((record or {}).get("failure_reason") or UNREADABLE_REASON)
-            logger.warning(
-                "transaction recorded as FAILED: its message is unreadable", extra={"reason": reason}
-            )
-            _notify(letter, key[0], reason, outcome)
-            return Handled(outcome, key[0], notified=True)
-    return _poison(letter, now)
+    if key is None:
+        return _poison(letter, now)
+    outcome, record = store().mark_failed(
+        key, letter.message_id, UNREADABLE_REASON, letter.receive_count, iso_millis(now)
+    )
+    if outcome == "missing":
+        return _poison(letter, now)
+    logger.append_keys(transaction_id=key[0])
+    if outcome == "final":
+        return _already_final(letter, key[0], record or {})
+    reason = str((record or {}).get("failure_reason") or UNREADABLE_REASON)
+    return _recorded_failed(letter, key[0], reason, outcome)
 
 
 def _poison(letter: DeadLetter, now: datetime) -> Handled:

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from tap_pipeline import card, money
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+ID_CHARACTERS = "A-Z, a-z, 0-9, '.', '_', ':' or '-'"  # ID_PATTERN's alphabet, for error messages
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{8,128}$"  # noqa: S105 - a regex, not a secret
 PAN_PATTERN = r"^[0-9]{12,19}$"
 EXPIRY_PATTERN = r"^(0[1-9]|1[0-2])/[0-9]{2}$"
@@ -115,7 +116,7 @@ def is_transaction_id(value: str) -> bool:
 
 
 def _free_text_id(value: str, what: str) -> str:
-    _match(ID_PATTERN, value, f"must be a {what} of 1-64 characters: A-Z, a-z, 0-9, '.', '_', ':' or '-'")
+    _match(ID_PATTERN, value, f"must be a {what} of 1-64 characters: {ID_CHARACTERS}")
     if card.looks_like_pan(value):
         raise _error("looks like a card number; card numbers belong in card.number only")
     return value

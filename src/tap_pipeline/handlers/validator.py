@@ -16,7 +16,7 @@ from aws_lambda_powertools.shared.lazy_import import LazyLoader
 from pydantic import ValidationError
 
 from tap_pipeline import http, money
-from tap_pipeline.models import TransactionRequest, field_errors, is_transaction_id
+from tap_pipeline.models import ID_CHARACTERS, TransactionRequest, field_errors, is_transaction_id
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import ConcurrentRequest
 
@@ -95,7 +95,7 @@ def get_transaction(transaction_id: str | None) -> dict[str, Any]:
         return http.error(
             400,
             "INVALID_TRANSACTION_ID",
-            "transaction_id must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', "
+            f"transaction_id must be 1-64 characters of {ID_CHARACTERS}, "
             "starting with a letter or digit, and must not be a card number",
         )
     logger.append_keys(transaction_id=transaction_id)
