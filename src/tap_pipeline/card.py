@@ -39,32 +39,28 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-# A card number as people write it: one unbroken run, or groups split by one kind of separator
-# (4-4-4-4[-3], 4-6-5 / 4-6-4 as on Amex and Diners cards). Other digit groupings, such as dates
-# in an order id, are not card formatting and are not refused on a chance Luhn match.
-_SEPARATED_PAN = re.compile(
-    r"(?<![0-9])(?:"
-    r"[0-9]{4}(?P<sep>[ ._:-])[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{1,4}(?:(?P=sep)[0-9]{1,3})?"
+# A card number as people write it: one unbroken run of 13-19 digits, or groups split by one kind of
+# separator (4-4-4-4[-3], 4-6-5 / 4-6-4 as on Amex and Diners cards), standing as a token of its own
+# (bounded by the text's ends or by punctuation), the word-boundary rule of regex DLP scanners.
+# Other digit groupings, such as dates in an order id, are not card formatting, and digits glued to
+# letters are part of a larger token: a uuid4().hex id holds a Luhn-valid 13-digit run about once
+# in 600 ids, and refusing those would fail a client at random, not protect a card.
+_PAN_TOKEN = re.compile(
+    r"(?<![0-9A-Za-z])(?:"
+    r"[0-9]{13,19}"
+    r"|[0-9]{4}(?P<sep>[ ._:-])[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{1,4}(?:(?P=sep)[0-9]{1,3})?"
     r"|[0-9]{4}(?P<amex>[ ._:-])[0-9]{6}(?P=amex)[0-9]{4,5}"
-    r")(?![0-9])"
+    r")(?![0-9A-Za-z])"
 )
 
 
 def looks_like_pan(text: str) -> bool:
-    """True when ``text`` holds a Luhn-valid 13-19 digit card number, plain or written in groups.
+    """True when ``text`` holds a Luhn-valid 13-19 digit card number as a token of its own.
 
     Used to refuse PANs in free-text fields (ids, the GET path), so that a card number pasted into
     the wrong field is never stored, logged or echoed.
     """
-    run = []
-    for char in [*text, " "]:
-        if char.isascii() and char.isdigit():
-            run.append(char)
-            continue
-        if 13 <= len(run) <= 19 and luhn_valid("".join(run)):
-            return True
-        run = []
-    for match in _SEPARATED_PAN.finditer(text):
+    for match in _PAN_TOKEN.finditer(text):
         digits = re.sub(r"[^0-9]", "", match.group(0))
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
             return True

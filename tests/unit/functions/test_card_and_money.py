@@ -108,6 +108,26 @@ def test_digit_groupings_that_are_not_card_formatting_or_fail_luhn_are_not_pans(
 
 
 @pytest.mark.parametrize(
+    "text", ["4111111111111111", "id:4111111111111111", "4111111111111111.v2", "a 4111111111111111"]
+)
+def test_a_pan_standing_as_its_own_token_is_refused(text):
+    assert card.looks_like_pan(text)
+
+
+def test_digits_glued_to_letters_are_part_of_a_larger_token():
+    # Found by CI: the resilience harness's uuid4().hex id held a Luhn-valid 13-digit run.
+    assert not card.looks_like_pan("res-9fc2d54cd09c4111111111111111bacb")
+    assert card.looks_like_pan("res-9fc2d54cd09c-4111111111111111-bacb")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.uuids())
+def test_uuid_ids_are_never_taken_for_card_numbers(value):
+    assert not card.looks_like_pan(f"txn-{value.hex}")
+    assert not card.looks_like_pan(str(value))
+
+
+@pytest.mark.parametrize(
     ("currency", "exponent"),
     [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("BHD", 3), ("KWD", 3), ("CLF", 4)],
 )
