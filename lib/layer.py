@@ -7,8 +7,14 @@ change):
 
 It installs exactly the pinned requirements, with their dependencies, as wheels for the functions'
 runtime (CPython 3.12 on arm64 Linux) into `build/lambda-layer/python/`, and writes
-`build/lambda-layer/manifest.json`: the sha256 of requirements/functions.txt, the target, and every
-installed distribution with its version and top-level import names.
+`build/lambda-layer/manifest.json`: the sha256 of requirements/functions.txt, the target, every
+installed distribution with its version and top-level import names, and which bytecode it holds.
+
+Bytecode: Lambda mounts the layer read-only, so a module without a matching `.pyc` is compiled in
+memory at every cold start (BENCHMARKS.md measures what that costs: most of a second on this
+machine). Only an interpreter of the runtime's own version can write bytecode the runtime loads, so
+the build compiles the layer when it runs on Python 3.12 and otherwise says the layer has none
+(`bytecode_problem`, shown as a warning by `pulumi preview`/`up`).
 
 The program itself never touches the network: `load_settings` checks that the built directory
 matches the current pins (`layer_problem`) and the stack packages that directory as the functions'
@@ -19,9 +25,11 @@ a public layer happens to carry.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import importlib.metadata
 import json
+import py_compile
 import re
 import shutil
 import subprocess
@@ -52,6 +60,13 @@ TARGET_MARKERS = {
     "python_version": TARGET_PYTHON,
     "sys_platform": "linux",
 }
+# The `.pyc` tag the runtime loads (`sys.implementation.cache_tag` of CPython 3.12).
+RUNTIME_CACHE_TAG = "cpython-" + TARGET_PYTHON.replace(".", "")
+# Bytecode checked against its source by hash, not by modification time: the zips Lambda unpacks do
+# not keep the build's mtimes, so timestamp-checked `.pyc` files would be ignored, and a hash can
+# never let a stale `.pyc` run. Hash-based `.pyc` files are also reproducible (no timestamps), so
+# the asset hashes Pulumi compares change only when the code does.
+BYTECODE_MODE = py_compile.PycInvalidationMode.CHECKED_HASH
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 
@@ -119,13 +134,46 @@ def installed_distributions(site_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def manifest_for(layer_dir: Path, requirements: Path = REQUIREMENTS) -> dict[str, Any]:
+def manifest_for(
+    layer_dir: Path, requirements: Path = REQUIREMENTS, bytecode: str | None = None
+) -> dict[str, Any]:
     return {
         "requirements_sha256": requirements_digest(requirements),
         "python_version": TARGET_PYTHON,
         "platform": TARGET_PLATFORM,
+        "bytecode": bytecode,
         "distributions": installed_distributions(layer_dir / SITE_DIR_NAME),
     }
+
+
+def builds_runtime_bytecode(runtime_tag: str = RUNTIME_CACHE_TAG) -> bool:
+    """True when this interpreter writes bytecode the functions' runtime loads (same version)."""
+    return sys.implementation.cache_tag == runtime_tag
+
+
+def compile_bytecode(site_dir: Path, runtime_tag: str = RUNTIME_CACHE_TAG) -> str | None:
+    """Compile every module under `site_dir` for the runtime; the cache tag written, or None if this
+    interpreter is not the runtime's version (its bytecode would be ignored there)."""
+    if not builds_runtime_bytecode(runtime_tag):
+        return None
+    if not compileall.compile_dir(site_dir, quiet=1, workers=0, invalidation_mode=BYTECODE_MODE):
+        # Packages may ship files that are never imported (examples, other Pythons' shims); those
+        # stay source-only, and an imported one would fail in Lambda too (the import scan covers ours).
+        print(f"warning: some files under {site_dir} do not compile (listed above)", file=sys.stderr)
+    return sys.implementation.cache_tag
+
+
+def bytecode_problem(layer_dir: Path) -> str | None:
+    """Why the built layer makes every cold start compile its modules, or None."""
+    manifest = read_manifest(layer_dir) or {}
+    if manifest.get("bytecode") == RUNTIME_CACHE_TAG:
+        return None
+    return (
+        f"the dependency layer in {layer_dir} holds no Python {TARGET_PYTHON} bytecode (built with "
+        f"another Python), so every cold start compiles the libraries it imports in memory "
+        f"(BENCHMARKS.md, cold start: most of a second on the benchmark machine). Rebuild it with "
+        f"Python {TARGET_PYTHON}: python{TARGET_PYTHON} -m lib.layer"
+    )
 
 
 def read_manifest(layer_dir: Path) -> dict[str, Any] | None:
@@ -229,7 +277,7 @@ def build(layer_dir: Path = DEFAULT_LAYER_DIR, requirements: Path = REQUIREMENTS
     site_dir = layer_dir / SITE_DIR_NAME
     site_dir.mkdir(parents=True)
     subprocess.run(pip_command(site_dir, requirements), check=True)  # noqa: S603 - fixed argv
-    manifest = manifest_for(layer_dir, requirements)
+    manifest = manifest_for(layer_dir, requirements, compile_bytecode(site_dir))
     (layer_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     problem = layer_problem(layer_dir, requirements)
     if problem:
@@ -239,6 +287,9 @@ def build(layer_dir: Path = DEFAULT_LAYER_DIR, requirements: Path = REQUIREMENTS
 
 def main() -> None:
     manifest = build()
+    problem = bytecode_problem(DEFAULT_LAYER_DIR)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     print(
         f"built {DEFAULT_LAYER_DIR}: "
         + ", ".join(f"{name} {entry['version']}" for name, entry in sorted(manifest["distributions"].items()))

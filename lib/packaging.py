@@ -1,21 +1,29 @@
 """The function code asset: the `tap_pipeline` package, file by file (F14).
 
-Built from the source tree without the network: only the package's own `.py` files go in, so the
-asset (and its hash, which triggers an update) changes exactly when the code does. Third-party
-imports are served by the layer built from requirements/functions.txt (lib/layer.py).
+Built from the source tree without the network: the package's own `.py` files, plus their bytecode
+when the program runs on the runtime's Python version (Lambda's `/var/task` is read-only, so without
+it every cold start compiles the package in memory; lib/layer.py says why the bytecode is
+hash-checked). The asset (and its hash, which triggers an update) changes exactly when the code
+does. Third-party imports are served by the layer built from requirements/functions.txt.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import py_compile
 import sys
 from pathlib import Path
 
 import pulumi
 
+from lib.layer import BYTECODE_MODE, RUNTIME_CACHE_TAG, builds_runtime_bytecode
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_SOURCE_ROOT = REPO_ROOT / "src"
 FUNCTION_PACKAGE = "tap_pipeline"
+BYTECODE_BUILD_DIR = REPO_ROOT / "build" / "function-bytecode"
+LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the code asset: the paths tracebacks show
 
 
 def function_source_files(
@@ -32,15 +40,38 @@ def function_source_files(
     )
 
 
+def function_bytecode(
+    source_root: Path = FUNCTION_SOURCE_ROOT,
+    package: str = FUNCTION_PACKAGE,
+    build_dir: Path = BYTECODE_BUILD_DIR,
+    runtime_tag: str = RUNTIME_CACHE_TAG,
+) -> dict[str, Path]:
+    """Archive path of each source file's `.pyc` -> the compiled file, or {} when this interpreter
+    is not the runtime's version (Python would ignore its bytecode there)."""
+    if not builds_runtime_bytecode(runtime_tag):
+        return {}
+    compiled = {}
+    for name in function_source_files(source_root, package):
+        archive_name = importlib.util.cache_from_source(name)  # a/b.py -> a/__pycache__/b.<tag>.pyc
+        target = build_dir / archive_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        py_compile.compile(
+            str(source_root / name),
+            cfile=str(target),
+            dfile=f"{LAMBDA_TASK_ROOT}/{name}",
+            doraise=True,
+            invalidation_mode=BYTECODE_MODE,
+        )
+        compiled[archive_name] = target
+    return compiled
+
+
 def function_code_archive(
     source_root: Path = FUNCTION_SOURCE_ROOT, package: str = FUNCTION_PACKAGE
 ) -> pulumi.Archive:
-    return pulumi.AssetArchive(
-        {
-            name: pulumi.FileAsset(str(source_root / name))
-            for name in function_source_files(source_root, package)
-        }
-    )
+    assets = {name: str(source_root / name) for name in function_source_files(source_root, package)}
+    assets.update({name: str(path) for name, path in function_bytecode(source_root, package).items()})
+    return pulumi.AssetArchive({name: pulumi.FileAsset(path) for name, path in sorted(assets.items())})
 
 
 # Standard-library modules of the functions' runtime (python3.12): this interpreter's list, less the

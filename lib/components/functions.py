@@ -12,8 +12,10 @@ is relied on, so the versions that run are the pinned ones the tests ran.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -22,7 +24,7 @@ from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
 from lib.components.data import MERCHANT_INDEX_NAME, Data
 from lib.components.messaging import Messaging
-from lib.layer import TARGET_PYTHON, requirements_digest
+from lib.layer import TARGET_PYTHON, builds_runtime_bytecode, bytecode_problem, requirements_digest
 from lib.packaging import function_code_archive
 
 RUNTIME = f"python{TARGET_PYTHON}"  # the layer is built for exactly this runtime
@@ -84,6 +86,7 @@ class Functions(TaggedComponent):
             opts=self.child_opts,
         )
         self.layers = [self.dependency_layer.arn]
+        self._warn_if_cold_starts_compile(ctx.settings.function_layer_dir)
 
         self.function_names: dict[str, str] = {
             key: ctx.name(key) for key in ("validator", "fraud-detector", "failed-handler")
@@ -108,6 +111,20 @@ class Functions(TaggedComponent):
             ctx.settings.failed_handler_max_concurrency,
         )
         self.register_outputs({key: fn.name for key, fn in self.functions.items()})
+
+    def _warn_if_cold_starts_compile(self, layer_dir: str) -> None:
+        """Bytecode is only written by the runtime's Python version; deploying without it works,
+        but every cold start then compiles the modules it imports (see lib/layer.py)."""
+        problem = bytecode_problem(Path(layer_dir))
+        if problem:
+            pulumi.log.warn(problem, resource=self.dependency_layer)
+        if not builds_runtime_bytecode():
+            pulumi.log.warn(
+                f"the function code asset ships no Python {TARGET_PYTHON} bytecode because this "
+                f"program runs on Python {sys.version_info.major}.{sys.version_info.minor}; run "
+                f"pulumi with a Python {TARGET_PYTHON} virtualenv to ship it",
+                resource=self,
+            )
 
     def _specs(self) -> list[FunctionSpec]:
         args = self._args
