@@ -11,21 +11,26 @@ reports, after its measurement:
 * CPU time of the same span (``time.process_time``): a cross-check that is less sensitive to other
   processes on a shared machine;
 * the wall time to import what the handler defers to its first invocation (its ``LazyLoader``
-  module names), so the report shows how much of the init saving is moved, not removed;
-* the CPU time to compile the ``tap_pipeline`` modules it loaded: the Lambda asset ships ``.py``
-  files only (``lib/packaging.py``) and ``/var/task`` is read-only, so Lambda pays that at every
-  cold start, while here fresh ``.pyc`` files exist (compiled before the rounds, so a stale one
-  never charges compilation to some runs only).
+  module names), so the report shows how much of the init saving is moved, not removed.
+
+A third child per round runs the same handler measurement on a copy of the layer's packages and of
+``tap_pipeline`` that holds no bytecode, the way Lambda sees a layer and code asset built by another
+Python version (read-only, so every imported module is compiled in memory at every cold start):
+what `lib.layer` and `lib.packaging` avoid by shipping bytecode when built on the runtime's version.
 """
 
 from __future__ import annotations
 
 import compileall
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, Mode, median_spread
@@ -87,18 +92,15 @@ import json, sys
 loaded = set(sys.modules)
 from aws_lambda_powertools.shared.lazy_import import LazyLoader
 deferred = sorted(v.__name__ for v in vars(module).values() if isinstance(v, LazyLoader))
-own = [m.__file__ for n, m in list(sys.modules.items())
-       if n.split('.')[0] == 'tap_pipeline' and getattr(m, '__file__', None)]
+tree = {tree!r}
+from_tree = [m for m in list(sys.modules.values())
+             if tree and str(getattr(m, '__file__', None) or '').startswith(tree)]
 w2 = time.perf_counter()
 for name in deferred:
     importlib.import_module(name)
 w3 = time.perf_counter()
-c2 = time.process_time()
-for path in own:
-    with open(path, encoding='utf-8') as source:
-        compile(source.read(), path, 'exec')
 print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'deferred_wall': w3 - w2, 'deferred': deferred,
-                  'compile_cpu': time.process_time() - c2, 'own_modules': len(own),
+                  'from_tree': len(from_tree),
                   'components': [name for name in {components!r} if name in loaded]}}))
 """
 _BASELINE_CHILD = """
@@ -135,6 +137,26 @@ def _lambda_env(service: str) -> dict[str, str]:
     return env
 
 
+def _source_only_tree(root: Path) -> Path:
+    """The layer's packages and `tap_pipeline` as `.py` files without bytecode, under `root`."""
+    from lib.layer import provided_modules, resolve_from_environment
+
+    tree = root / "python"
+    tree.mkdir()
+    no_bytecode = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO_ROOT / "src" / "tap_pipeline", tree / "tap_pipeline", ignore=no_bytecode)
+    for module in sorted(provided_modules(resolve_from_environment())):
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+            continue
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations:  # a package: copy its directory
+            shutil.copytree(origin.parent, tree / module, ignore=no_bytecode)
+        else:
+            shutil.copy2(origin, tree / origin.name)
+    return tree
+
+
 def _run(code: str, env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
@@ -151,9 +173,12 @@ class HandlerRuns:
     ratios: list[float] = field(default_factory=list)  # wall: the target's figure
     cpu_ratios: list[float] = field(default_factory=list)
     deferred_ratios: list[float] = field(default_factory=list)  # (init + deferred imports) / baseline
-    compile_ms: list[float] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
-    own_modules: int = 0
+    # The same handler child on the layer and code asset without bytecode (seconds, wall), its ratio
+    # to the same round's baseline, and how many modules it compiled from that source-only copy.
+    without_bytecode: list[float] = field(default_factory=list)
+    without_bytecode_ratios: list[float] = field(default_factory=list)
+    modules_compiled: int = 0
     # (component label, seconds per breakdown child): boto3 + clients first, then COMPONENTS, then REST
     breakdown: dict[str, list[float]] = field(default_factory=dict)
 
@@ -181,14 +206,26 @@ def run(mode: Mode) -> ColdStartResult:
     # be compiled in every handler child (and never in the baseline).
     compileall.compile_dir(REPO_ROOT / "src" / "tap_pipeline", quiet=1)
     result = ColdStartResult(runs, warmup, {module: HandlerRuns() for module in HANDLERS}, _tracing_enabled())
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as scratch:
+        _rounds(result, mode, warmup + runs, _source_only_tree(Path(scratch)))
+    return result
+
+
+def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path) -> None:
     components = [name for name, _ in COMPONENTS]
-    for round_number in range(warmup + runs):
+    for round_number in range(rounds):
         for module, clients in HANDLERS.items():
             env = _lambda_env(module.replace("_", "-"))
             base = _run(_BASELINE_CHILD.format(calls="\n".join(_BASELINE_CALLS[c] for c in clients)), env)
             aws_calls = "\n".join(f"aws.{c}()" for c in clients)
-            mine = _run(_HANDLER_CHILD.format(module=module, calls=aws_calls, components=components), env)
-            if round_number < warmup:
+            child = {"module": module, "calls": aws_calls, "components": components}
+            mine = _run(_HANDLER_CHILD.format(**child, tree=""), env)
+            # PYTHONDONTWRITEBYTECODE (set in every child) keeps the copy free of bytecode.
+            cold = _run(
+                _HANDLER_CHILD.format(**child, tree=str(source_tree)),
+                {**env, "PYTHONPATH": f"{source_tree}:{env['PYTHONPATH']}"},
+            )
+            if round_number < result.warmup_rounds:
                 continue  # first children warm the page cache for both sides
             runs_of = result.handlers[module]
             runs_of.baseline.append(base["wall"])
@@ -196,8 +233,9 @@ def run(mode: Mode) -> ColdStartResult:
             runs_of.ratios.append(mine["wall"] / base["wall"])
             runs_of.cpu_ratios.append(mine["cpu"] / base["cpu"])
             runs_of.deferred_ratios.append((mine["wall"] + mine["deferred_wall"]) / base["wall"])
-            runs_of.compile_ms.append(mine["compile_cpu"] * 1000)
-            runs_of.deferred, runs_of.own_modules = mine["deferred"], mine["own_modules"]
+            runs_of.without_bytecode.append(cold["wall"])
+            runs_of.without_bytecode_ratios.append(cold["wall"] / base["wall"])
+            runs_of.deferred, runs_of.modules_compiled = mine["deferred"], cold["from_tree"]
             if round_number % 2 == 0 or mode.quick:  # every other round: enough for a median
                 parts = _run(
                     _BREAKDOWN_CHILD.format(module=module, calls=aws_calls, components=mine["components"]),
@@ -206,7 +244,6 @@ def run(mode: Mode) -> ColdStartResult:
                 labels = ["boto3 + clients", *(dict(COMPONENTS)[name] for name in mine["components"]), REST]
                 for label, seconds in zip(labels, parts, strict=True):
                     runs_of.breakdown.setdefault(label, []).append(seconds)
-    return result
 
 
 TARGET_RATIO = 1.3

@@ -28,7 +28,7 @@ from functools import cache
 from hashlib import sha256
 from typing import Any
 
-from tap_pipeline import aws, card, money
+from tap_pipeline import aws, card, keys, money
 from tap_pipeline.models import CardSnapshot, Status, TransactionMessage, TransactionRequest
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import (
@@ -189,12 +189,10 @@ def _replay(guard: dict[str, Any], digest: str) -> Outcome:
 
 def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     """Accept (or refuse) one well-formed transaction request."""
-    from tap_pipeline.keys import fingerprint_key
-
     now = now or datetime.now(UTC)
     transaction_id = request.transaction_id or str(uuid.uuid4())
     logger.append_keys(transaction_id=transaction_id, merchant_id=request.merchant_id)
-    key = fingerprint_key()
+    key = keys.fingerprint_key()
     reference = card_reference(request, key)
     digest = request_hash(request, reference, key)
     try:

@@ -9,17 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.shared.lazy_import import LazyLoader
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+# Imported at init, not on first use: Lambda runs init with burst CPU, while an invocation gets the
+# memory's share of a vCPU (about 0.3 at 512 MB), so deferring an import makes the first request
+# slower instead of the cold start shorter (BENCHMARKS.md, cold start).
+from tap_pipeline import failures, idempotency
 from tap_pipeline.batch import LoggingBatchProcessor
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 
-# Imported on first use rather than at init (failures brings pydantic and the models, the alerts and
-# Powertools' idempotency utility): the cost moves to the first invocation (BENCHMARKS.md, cold start).
-failures = LazyLoader("failures", globals(), "tap_pipeline.failures")
-idempotency = LazyLoader("idempotency", globals(), "tap_pipeline.idempotency")
 processor = LoggingBatchProcessor()
 
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.shared.lazy_import import LazyLoader
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+# Imported at init, not on first use: Lambda runs init with burst CPU, while an invocation gets the
+# memory's share of a vCPU (about 0.3 at 512 MB), so deferring an import makes the first request
+# slower instead of the cold start shorter (BENCHMARKS.md, cold start).
+from tap_pipeline import idempotency, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
 from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import iso_millis
 
-# Imported on first use rather than at init (scoring brings the rules, fraud state, alerts and
-# Powertools' idempotency utility): the cost moves to the first invocation (BENCHMARKS.md, cold start).
 # Powertools' batch utility is imported before pydantic on purpose: it loads its pydantic parser
 # models only if pydantic is already imported.
-idempotency = LazyLoader("idempotency", globals(), "tap_pipeline.idempotency")
-scoring = LazyLoader("scoring", globals(), "tap_pipeline.scoring")
 processor = LoggingBatchProcessor()
 
 

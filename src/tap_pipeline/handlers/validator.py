@@ -12,17 +12,15 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.shared.lazy_import import LazyLoader
 from pydantic import ValidationError
 
-from tap_pipeline import http, money
+# Imported at init, not on first use: Lambda runs init with burst CPU, while an invocation gets the
+# memory's share of a vCPU (about 0.3 at 512 MB), so deferring an import makes the first request
+# slower instead of the cold start shorter (BENCHMARKS.md, cold start).
+from tap_pipeline import http, intake, money
 from tap_pipeline.models import ID_CHARACTERS, TransactionRequest, field_errors, is_transaction_id
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import ConcurrentRequest
-
-# Imported on first use rather than at init (the request path, its settings and data access): the
-# cost moves to the first invocation (BENCHMARKS.md, cold start).
-intake = LazyLoader("intake", globals(), "tap_pipeline.intake")
 
 MAX_BODY_BYTES = 16 * 1024
 
