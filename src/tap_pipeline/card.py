@@ -20,6 +20,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 
 MIN_KEY_BYTES = 32
 
@@ -39,31 +40,61 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-# A card number as people write it: one unbroken run of 13-19 digits, or groups split by one kind of
-# separator (4-4-4-4[-3], 4-6-5 / 4-6-4 as on Amex and Diners cards), standing as a token of its own
-# (bounded by the text's ends or by punctuation), the word-boundary rule of regex DLP scanners.
-# Other digit groupings, such as dates in an order id, are not card formatting, and digits glued to
-# letters are part of a larger token: a uuid4().hex id holds a Luhn-valid 13-digit run about once
-# in 600 ids, and refusing those would fail a client at random, not protect a card.
-_PAN_TOKEN = re.compile(
-    r"(?<![0-9A-Za-z])(?:"
-    r"[0-9]{13,19}"
-    r"|[0-9]{4}(?P<sep>[ ._:-])[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{1,4}(?:(?P=sep)[0-9]{1,3})?"
-    r"|[0-9]{4}(?P<amex>[ ._:-])[0-9]{6}(?P=amex)[0-9]{4,5}"
-    r")(?![0-9A-Za-z])"
+# Random identifiers are taken out before the scan: a canonical UUID or a hex string of 32+
+# characters (uuid4().hex, a SHA digest) holds a Luhn-valid 13-digit run about once in 600 values,
+# and refusing those would fail a client at random, not protect a card. A PAN hidden inside such a
+# string cannot be told from a random one.
+_RANDOM_ID = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32,})(?![0-9A-Za-z])"
+)
+# Everything else is scanned for a card number as people write it: one unbroken run of 13-19 digits,
+# or digit groups split by one kind of separator in a card layout. Letters next to the digits do not
+# hide it (`ORD4111111111111111` is refused); other digit groupings, such as dates, are not card
+# formatting and are not refused on a chance Luhn match.
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_CARD_SEPARATORS = frozenset(" ._:-")
+# Group lengths of card layouts: 4-4-4-4 (13 to 19 digits with a short last group or a fifth
+# group) and 4-6-5 / 4-6-4 (Amex, Diners).
+_CARD_LAYOUTS = (
+    *((4, 4, 4, last) for last in range(1, 5)),
+    *((4, 4, 4, 4, last) for last in range(1, 4)),
+    (4, 6, 4),
+    (4, 6, 5),
 )
 
 
+def _is_card_number(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _in_card_layout(text: str, window: list[tuple[int, int]], layout: tuple[int, ...]) -> bool:
+    """True when the digit runs at `window` have the layout's lengths and one card separator."""
+    if len(window) != len(layout):
+        return False
+    if any(end - start != size for (start, end), size in zip(window, layout, strict=True)):
+        return False
+    separators = {text[left_end:right_start] for (_, left_end), (right_start, _) in pairwise(window)}
+    return len(separators) == 1 and separators <= _CARD_SEPARATORS
+
+
 def looks_like_pan(text: str) -> bool:
-    """True when ``text`` holds a Luhn-valid 13-19 digit card number as a token of its own.
+    """True when ``text`` holds a Luhn-valid 13-19 digit card number, plain or in card groups.
 
     Used to refuse PANs in free-text fields (ids, the GET path), so that a card number pasted into
-    the wrong field is never stored, logged or echoed.
+    the wrong field is never stored, logged or echoed. Every grouping is tried, overlapping ones
+    included: `order-2024-4111-1111-1111-1111` and a PAN followed by its CVV are both caught.
     """
-    for match in _PAN_TOKEN.finditer(text):
-        digits = re.sub(r"[^0-9]", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return True
+    text = _RANDOM_ID.sub(" ", text)
+    runs = [match.span() for match in _DIGIT_RUN.finditer(text)]
+    if any(_is_card_number(text[start:end]) for start, end in runs):
+        return True
+    for first in range(len(runs)):
+        for layout in _CARD_LAYOUTS:
+            window = runs[first : first + len(layout)]
+            if _in_card_layout(text, window, layout) and _is_card_number(
+                "".join(text[start:end] for start, end in window)
+            ):
+                return True
     return False
 
 
