@@ -9,14 +9,16 @@ Besides the issue's figure (wall time, what Lambda reports as Init Duration), ea
 reports, after its measurement:
 
 * CPU time of the same span (``time.process_time``): a cross-check that is less sensitive to other
-  processes on a shared machine;
-* the wall time to import what the handler defers to its first invocation (its ``LazyLoader``
-  module names), so the report shows how much of the init saving is moved, not removed.
+  processes on a shared machine.
 
-A third child per round runs the same handler measurement on a copy of the layer's packages and of
-``tap_pipeline`` that holds no bytecode, the way Lambda sees a layer and code asset built by another
-Python version (read-only, so every imported module is compiled in memory at every cold start):
-what `lib.layer` and `lib.packaging` avoid by shipping bytecode when built on the runtime's version.
+Nothing is deferred to the first invocation (`tests/unit/functions/test_cold_start_imports.py`),
+so this figure is the whole cold start of the handler's main path.
+
+A third child per round (the three run in a rotating order) runs the same handler measurement on
+a copy of the layer's packages and of ``tap_pipeline`` without bytecode, the way Lambda sees a layer
+and code asset built by another Python version (read-only, so every imported module is compiled in
+memory at every cold start): what `lib.layer` and `lib.packaging` avoid by shipping bytecode when
+built on the runtime's version.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, Mode, median_spread
+from lib.layer import BYTECODE_MODE
 
 # Module -> the tap_pipeline.aws factories its handler needs on a happy-path invocation.
 HANDLERS: dict[str, tuple[str, ...]] = {
@@ -90,17 +93,11 @@ from tap_pipeline import aws
 w1, c1 = time.perf_counter(), time.process_time()
 import json, sys
 loaded = set(sys.modules)
-from aws_lambda_powertools.shared.lazy_import import LazyLoader
-deferred = sorted(v.__name__ for v in vars(module).values() if isinstance(v, LazyLoader))
 tree = {tree!r}
 from_tree = [m for m in list(sys.modules.values())
-             if tree and str(getattr(m, '__file__', None) or '').startswith(tree)]
-w2 = time.perf_counter()
-for name in deferred:
-    importlib.import_module(name)
-w3 = time.perf_counter()
-print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'deferred_wall': w3 - w2, 'deferred': deferred,
-                  'from_tree': len(from_tree),
+             if tree and str(getattr(m, '__file__', None) or '').endswith('.py')
+             and m.__file__.startswith(tree)]
+print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'from_tree': len(from_tree),
                   'components': [name for name in {components!r} if name in loaded]}}))
 """
 _BASELINE_CHILD = """
@@ -172,8 +169,6 @@ class HandlerRuns:
     handler: list[float] = field(default_factory=list)  # seconds, wall
     ratios: list[float] = field(default_factory=list)  # wall: the target's figure
     cpu_ratios: list[float] = field(default_factory=list)
-    deferred_ratios: list[float] = field(default_factory=list)  # (init + deferred imports) / baseline
-    deferred: list[str] = field(default_factory=list)
     # The same handler child on the layer and code asset without bytecode (seconds, wall), its ratio
     # to the same round's baseline, and how many modules it compiled from that source-only copy.
     without_bytecode: list[float] = field(default_factory=list)
@@ -204,7 +199,8 @@ def run(mode: Mode) -> ColdStartResult:
     # Fresh bytecode for our package, as for the installed libraries; PYTHONDONTWRITEBYTECODE keeps
     # the children from writing any, so without this a file edited since its .pyc was written would
     # be compiled in every handler child (and never in the baseline).
-    compileall.compile_dir(REPO_ROOT / "src" / "tap_pipeline", quiet=1)
+    # Hash-checked, as the code asset ships it (lib/packaging.py).
+    compileall.compile_dir(REPO_ROOT / "src" / "tap_pipeline", quiet=1, invalidation_mode=BYTECODE_MODE)
     result = ColdStartResult(runs, warmup, {module: HandlerRuns() for module in HANDLERS}, _tracing_enabled())
     with tempfile.TemporaryDirectory(prefix="cold-start-") as scratch:
         _rounds(result, mode, warmup + runs, _source_only_tree(Path(scratch)))
@@ -216,15 +212,21 @@ def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path)
     for round_number in range(rounds):
         for module, clients in HANDLERS.items():
             env = _lambda_env(module.replace("_", "-"))
-            base = _run(_BASELINE_CHILD.format(calls="\n".join(_BASELINE_CALLS[c] for c in clients)), env)
             aws_calls = "\n".join(f"aws.{c}()" for c in clients)
             child = {"module": module, "calls": aws_calls, "components": components}
-            mine = _run(_HANDLER_CHILD.format(**child, tree=""), env)
-            # PYTHONDONTWRITEBYTECODE (set in every child) keeps the copy free of bytecode.
-            cold = _run(
-                _HANDLER_CHILD.format(**child, tree=str(source_tree)),
-                {**env, "PYTHONPATH": f"{source_tree}:{env['PYTHONPATH']}"},
-            )
+            children = {
+                "base": (_BASELINE_CHILD.format(calls="\n".join(_BASELINE_CALLS[c] for c in clients)), env),
+                "mine": (_HANDLER_CHILD.format(**child, tree=""), env),
+                # PYTHONDONTWRITEBYTECODE (set in every child) keeps the copy free of bytecode.
+                "cold": (
+                    _HANDLER_CHILD.format(**child, tree=str(source_tree)),
+                    {**env, "PYTHONPATH": f"{source_tree}:{env['PYTHONPATH']}"},
+                ),
+            }
+            order = list(children)
+            shift = round_number % len(order)  # no child always runs first, after a cooler machine
+            results = {name: _run(*children[name]) for name in order[shift:] + order[:shift]}
+            base, mine, cold = results["base"], results["mine"], results["cold"]
             if round_number < result.warmup_rounds:
                 continue  # first children warm the page cache for both sides
             runs_of = result.handlers[module]
@@ -232,10 +234,9 @@ def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path)
             runs_of.handler.append(mine["wall"])
             runs_of.ratios.append(mine["wall"] / base["wall"])
             runs_of.cpu_ratios.append(mine["cpu"] / base["cpu"])
-            runs_of.deferred_ratios.append((mine["wall"] + mine["deferred_wall"]) / base["wall"])
             runs_of.without_bytecode.append(cold["wall"])
             runs_of.without_bytecode_ratios.append(cold["wall"] / base["wall"])
-            runs_of.deferred, runs_of.modules_compiled = mine["deferred"], cold["from_tree"]
+            runs_of.modules_compiled = cold["from_tree"]
             if round_number % 2 == 0 or mode.quick:  # every other round: enough for a median
                 parts = _run(
                     _BREAKDOWN_CHILD.format(module=module, calls=aws_calls, components=mine["components"]),

@@ -26,6 +26,7 @@ a public layer happens to carry.
 from __future__ import annotations
 
 import compileall
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -34,7 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,6 +44,7 @@ REQUIREMENTS = REPO_ROOT / "requirements" / "functions.txt"
 DEFAULT_LAYER_DIR = REPO_ROOT / "build" / "lambda-layer"
 MANIFEST_NAME = "manifest.json"
 SITE_DIR_NAME = "python"  # Lambda adds /opt/python to sys.path
+LAYER_SITE_PATH = "/opt/" + SITE_DIR_NAME
 # The functions' runtime and architecture (lib/components/functions.py: RUNTIME, ARCHITECTURE).
 TARGET_PYTHON = "3.12"
 TARGET_PLATFORM = "manylinux2014_aarch64"
@@ -146,6 +148,16 @@ def manifest_for(
     }
 
 
+@contextlib.contextmanager
+def plain_bytecode_paths() -> Iterator[None]:
+    """Write `.pyc` files next to their sources even when PYTHONPYCACHEPREFIX points elsewhere."""
+    prefix, sys.pycache_prefix = sys.pycache_prefix, None
+    try:
+        yield
+    finally:
+        sys.pycache_prefix = prefix
+
+
 def builds_runtime_bytecode(runtime_tag: str = RUNTIME_CACHE_TAG) -> bool:
     """True when this interpreter writes bytecode the functions' runtime loads (same version)."""
     return sys.implementation.cache_tag == runtime_tag
@@ -156,7 +168,16 @@ def compile_bytecode(site_dir: Path, runtime_tag: str = RUNTIME_CACHE_TAG) -> st
     interpreter is not the runtime's version (its bytecode would be ignored there)."""
     if not builds_runtime_bytecode(runtime_tag):
         return None
-    if not compileall.compile_dir(site_dir, quiet=1, workers=0, invalidation_mode=BYTECODE_MODE):
+    with plain_bytecode_paths():
+        compiled = compileall.compile_dir(
+            site_dir,
+            ddir=LAYER_SITE_PATH,  # the paths tracebacks show in Lambda, and no build path in the zip
+            quiet=1,
+            workers=0,
+            optimize=0,  # `name.<tag>.pyc`, never the `.opt-N.pyc` an -O interpreter would write
+            invalidation_mode=BYTECODE_MODE,
+        )
+    if not compiled:
         # Packages may ship files that are never imported (examples, other Pythons' shims); those
         # stay source-only, and an imported one would fail in Lambda too (the import scan covers ours).
         print(f"warning: some files under {site_dir} do not compile (listed above)", file=sys.stderr)

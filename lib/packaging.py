@@ -10,10 +10,9 @@ does. Third-party imports are served by the layer built from requirements/functi
 from __future__ import annotations
 
 import ast
-import importlib.util
 import py_compile
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pulumi
 
@@ -52,7 +51,9 @@ def function_bytecode(
         return {}
     compiled = {}
     for name in function_source_files(source_root, package):
-        archive_name = importlib.util.cache_from_source(name)  # a/b.py -> a/__pycache__/b.<tag>.pyc
+        source = PurePosixPath(name)
+        # Where the runtime's import system looks, whatever PYTHONPYCACHEPREFIX or -O say here.
+        archive_name = str(source.parent / "__pycache__" / f"{source.stem}.{runtime_tag}.pyc")
         target = build_dir / archive_name
         target.parent.mkdir(parents=True, exist_ok=True)
         py_compile.compile(
@@ -60,6 +61,7 @@ def function_bytecode(
             cfile=str(target),
             dfile=f"{LAMBDA_TASK_ROOT}/{name}",
             doraise=True,
+            optimize=0,
             invalidation_mode=BYTECODE_MODE,
         )
         compiled[archive_name] = target
@@ -67,10 +69,14 @@ def function_bytecode(
 
 
 def function_code_archive(
-    source_root: Path = FUNCTION_SOURCE_ROOT, package: str = FUNCTION_PACKAGE
+    source_root: Path = FUNCTION_SOURCE_ROOT,
+    package: str = FUNCTION_PACKAGE,
+    build_dir: Path = BYTECODE_BUILD_DIR,
+    runtime_tag: str = RUNTIME_CACHE_TAG,
 ) -> pulumi.Archive:
     assets = {name: str(source_root / name) for name in function_source_files(source_root, package)}
-    assets.update({name: str(path) for name, path in function_bytecode(source_root, package).items()})
+    bytecode = function_bytecode(source_root, package, build_dir, runtime_tag)
+    assets.update({name: str(path) for name, path in bytecode.items()})
     return pulumi.AssetArchive({name: pulumi.FileAsset(path) for name, path in sorted(assets.items())})
 
 

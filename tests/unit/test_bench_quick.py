@@ -42,7 +42,6 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         "| validator |",
         "| fraud_detector |",
         "| failed_handler |",
-        "ratio incl. deferred imports",
         "import+init without bytecode",
         "| 100 |",
         "Cache refresh, measured once",

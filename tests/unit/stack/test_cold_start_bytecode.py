@@ -9,9 +9,10 @@ here has.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import marshal
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,26 +37,59 @@ def make_site(site_dir: Path) -> None:
     (site_dir / "single.py").write_text("X = 1\n")
 
 
-def test_layer_build_compiles_every_module_with_hash_checked_bytecode(tmp_path):
-    site_dir = tmp_path / "python"
-    make_site(site_dir)
-    assert layer.compile_bytecode(site_dir, runtime_tag=THIS_INTERPRETER) == THIS_INTERPRETER
-    for source in site_dir.rglob("*.py"):
-        compiled = Path(importlib.util.cache_from_source(str(source)))
-        assert compiled.is_file(), source
-        # Timestamp-checked bytecode would be ignored where zips lose their mtimes; hash-checked is
-        # used, and a stale one can never run.
-        assert pyc_flags(compiled) == CHECKED_HASH_FLAGS
-    # Python loads it from a read-only-style run (never writes bytecode) and gets the right module.
-    probe = subprocess.run(
-        [sys.executable, "-B", "-v", "-c", "import libpkg.core; print(libpkg.core.ANSWER)"],
-        env={"PYTHONPATH": str(site_dir)},
+def bytecode_of(source: Path) -> Path:
+    """Where CPython looks for `source`'s bytecode by default (no pycache prefix, no -O)."""
+    return source.parent / "__pycache__" / f"{source.stem}.{THIS_INTERPRETER}.pyc"
+
+
+def materialize(assets: dict[str, str], root: Path) -> Path:
+    """Unpack an asset map the way Lambda unpacks a zip: same paths, modification times not kept."""
+    for name, path in assets.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        os.utime(target, (315532800, 315532800))  # 1980-01-01, the zip format's earliest time
+    return root
+
+
+def loaded_from(pythonpath: Path, module: str) -> str:
+    """`python -B -v` import trace of `module` (never writes bytecode, like a read-only mount)."""
+    probe = subprocess.run(  # noqa: S603 - this interpreter, a module name of the test's own
+        [sys.executable, "-B", "-v", "-c", f"import {module}"],
+        env={"PYTHONPATH": str(pythonpath)},
+        cwd=pythonpath,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert probe.stdout.strip() == "42"
-    assert f"code object from '{site_dir / 'libpkg' / '__pycache__'}" in probe.stderr
+    return probe.stderr
+
+
+def test_layer_build_compiles_every_module_with_hash_checked_bytecode(tmp_path, monkeypatch):
+    site_dir = tmp_path / "python"
+    make_site(site_dir)
+    # A developer's PYTHONPYCACHEPREFIX must not send the layer's bytecode out of the layer.
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "elsewhere"))
+    assert layer.compile_bytecode(site_dir, runtime_tag=THIS_INTERPRETER) == THIS_INTERPRETER
+    assert sys.pycache_prefix == str(tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
+    for source in site_dir.rglob("*.py"):
+        compiled = bytecode_of(source)
+        assert compiled.is_file(), source
+        # Timestamp-checked bytecode would be ignored where zips lose their mtimes; hash-checked is
+        # used, and a stale one can never run.
+        assert pyc_flags(compiled) == CHECKED_HASH_FLAGS
+    # Paths as Lambda shows them in tracebacks, and nothing of the build machine in the layer.
+    code = marshal.loads(bytecode_of(site_dir / "libpkg" / "core.py").read_bytes()[16:])  # noqa: S302
+    assert code.co_filename == "/opt/python/libpkg/core.py"
+    # Python loads it without compiling, also once unpacked without the build's modification times.
+    trace = loaded_from(
+        materialize(
+            {str(p.relative_to(site_dir)): str(p) for p in site_dir.rglob("*.py*")}, tmp_path / "opt"
+        ),
+        "libpkg.core",
+    )
+    assert f"code object from '{tmp_path / 'opt' / 'libpkg' / '__pycache__'}" in trace
 
 
 def test_layer_built_by_another_python_holds_no_bytecode_and_the_stack_says_so(tmp_path):
@@ -88,11 +122,11 @@ def test_layer_manifest_records_the_bytecode_it_holds(tmp_path, monkeypatch):
 def test_code_asset_bytecode_is_one_reproducible_pyc_per_source_with_lambda_paths(tmp_path):
     first = packaging.function_bytecode(build_dir=tmp_path / "a", runtime_tag=THIS_INTERPRETER)
     sources = packaging.function_source_files()
-    assert sorted(first) == sorted(importlib.util.cache_from_source(name) for name in sources)
+    assert sorted(first) == sorted(str(bytecode_of(Path(name))) for name in sources)
     for archive_name, path in first.items():
         assert archive_name.startswith("tap_pipeline/") and "/__pycache__/" in archive_name
         assert pyc_flags(path) == CHECKED_HASH_FLAGS
-    handler = first[importlib.util.cache_from_source("tap_pipeline/handlers/validator.py")]
+    handler = first[str(bytecode_of(Path("tap_pipeline/handlers/validator.py")))]
     code = marshal.loads(handler.read_bytes()[16:])  # noqa: S302 - bytecode we just compiled
     assert code.co_filename == "/var/task/tap_pipeline/handlers/validator.py"  # as tracebacks show it
     # Reproducible, so the asset hash (and a function update) changes only with the code, also
@@ -112,6 +146,16 @@ def test_code_asset_bytecode_is_one_reproducible_pyc_per_source_with_lambda_path
         assert (second_dir / archive_name).read_bytes() == path.read_bytes(), archive_name
 
 
+def test_code_asset_unpacked_without_its_mtimes_loads_its_bytecode(tmp_path):
+    archive = packaging.function_code_archive(build_dir=tmp_path / "build", runtime_tag=THIS_INTERPRETER)
+    assets = {name: asset.path for name, asset in archive.assets.items()}
+    assert {name for name in assets if name.endswith(".py")} == set(packaging.function_source_files())
+    task_root = materialize(assets, tmp_path / "task")
+    trace = loaded_from(task_root, "tap_pipeline.card")
+    assert f"code object from '{task_root / 'tap_pipeline' / '__pycache__'}" in trace
+    assert f"code object from '{task_root / 'tap_pipeline' / 'card.py'}" not in trace  # not compiled
+
+
 def test_code_asset_holds_no_bytecode_another_python_would_ignore(tmp_path):
     assert packaging.function_bytecode(build_dir=tmp_path, runtime_tag=OTHER_PYTHON) == {}
     assert not tmp_path.exists() or not list(tmp_path.rglob("*.pyc"))
@@ -129,3 +173,4 @@ def test_stack_warns_at_preview_when_cold_starts_would_compile(monkeypatch):
     for function in graph.of_type("aws:lambda/function:Function"):
         assert not [name for name in function.inputs["code"].assets if name.endswith(".pyc")]
     assert any("code asset ships no Python 3.12 bytecode" in warning for warning in warnings)
+    assert any("layer" in warning and "holds no Python 3.12 bytecode" in warning for warning in warnings)
