@@ -19,7 +19,7 @@ from lib.components.base import COMPONENT_TYPE_PREFIX, AwsContext
 from lib.components.data import TEST_MERCHANT_ID, Data, DataArgs
 from lib.components.encryption import Encryption, EncryptionArgs
 from lib.components.firewall import Firewall, FirewallArgs
-from lib.components.functions import Functions, FunctionsArgs
+from lib.components.functions import METRICS_NAMESPACE, Functions, FunctionsArgs
 from lib.components.messaging import Messaging, MessagingArgs
 from lib.components.monitoring import Monitoring, MonitoringArgs
 from lib.components.network import Network, NetworkArgs
@@ -127,6 +127,8 @@ class TapStack(pulumi.ComponentResource):
                 context=context,
                 alarm_topic_arn=messaging.ops_alert_topic.arn,
                 function_names={key: fn.name for key, fn in functions.functions.items()},
+                queue_consumers=frozenset(functions.queue_consumers),
+                metrics_namespace=METRICS_NAMESPACE,
                 dead_letter_queue_names={
                     "failed-handler-dlq": messaging.parking_dlq.name,
                     "lambda-async-dlq": messaging.async_failure_dlq.name,

@@ -93,6 +93,8 @@ class Functions(TaggedComponent):
         }
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
+        # Functions fed by an SQS event source mapping: their failures are per record (F15).
+        self.queue_consumers: set[str] = set()
         self.roles: dict[str, aws.iam.Role] = {}
         for spec in self._specs():
             self._function(spec)
@@ -357,6 +359,7 @@ class Functions(TaggedComponent):
 
     def _sqs_trigger(self, key: str, queue: aws.sqs.Queue, max_concurrency: int) -> None:
         """Poll like Lambda should: batches, per-message failures (F15), capped concurrency."""
+        self.queue_consumers.add(key)
         aws.lambda_.EventSourceMapping(
             f"{key}-queue-trigger",
             event_source_arn=queue.arn,

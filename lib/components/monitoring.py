@@ -1,8 +1,11 @@
 """Alarms and the dashboard (P9, C6, F5-F7, reliability baseline).
 
 Every alarm notifies the ops topic, both when it fires and when it recovers. Error rate is computed
-with metric math (errors / invocations, in percent) per function, so one failure in a thousand
-invocations does not page anyone while a 2 % failure rate does.
+with metric math per function, in percent, so one failure in a thousand does not page anyone while a
+2 % failure rate does. It counts the failures the code reports instead of raising, which Lambda's
+`Errors` metric never sees: the validator answers an unexpected error with a 503 (`InternalError`),
+and the SQS consumers report failed records as batch item failures (`RecordProcessingFailed`, out
+of every record they processed). A whole invocation that fails (crash, timeout) counts as one failure.
 """
 
 from __future__ import annotations
@@ -17,7 +20,18 @@ import pulumi_aws as aws
 from lib.components.base import AwsContext, TaggedComponent
 
 ERROR_RATE_THRESHOLD_PERCENT = 1.0  # C6
-ERROR_RATE_EXPRESSION = "IF(invocations > 0, 100 * errors / invocations, 0)"
+# Failures: invocations that raised (Lambda) plus those the code handled (its own metric).
+FAILURES_EXPRESSION = "FILL(errors, 0) + FILL(handled, 0)"
+# The validator: per invocation.
+ERROR_RATE_EXPRESSION = "IF(invocations > 0, 100 * failed / invocations, 0)"
+# An SQS consumer: per record, a failed invocation counting as one failed record.
+RECORD_FAILURE_RATE_EXPRESSION = (
+    "IF(failed + FILL(succeeded, 0) > 0, 100 * failed / (failed + FILL(succeeded, 0)), 0)"
+)
+# Metrics the functions emit for failures they handle (Powertools metrics, dimension service=<key>).
+HANDLED_FAILURE_METRIC = {"validator": "InternalError"}
+RECORD_FAILURE_METRIC = "RecordProcessingFailed"
+RECORD_SUCCESS_METRIC = "RecordProcessingSucceeded"
 API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors5xx / requests, 0)"
 API_5XX_THRESHOLD_PERCENT = 1.0
 API_P99_LATENCY_THRESHOLD_MS = 2000
@@ -31,6 +45,9 @@ class MonitoringArgs:
     context: AwsContext
     alarm_topic_arn: pulumi.Input[str]
     function_names: Mapping[str, pulumi.Input[str]]
+    # Functions fed by an SQS event source mapping (their failures are per record).
+    queue_consumers: frozenset[str]
+    metrics_namespace: str
     # Dead-letter queues nothing consumes: a message waits there until someone acts, so depth > 0.
     dead_letter_queue_names: Mapping[str, pulumi.Input[str]]
     # Dead-letter queues a function drains within seconds: depth stays 0, so alarm on arrivals.
@@ -55,8 +72,8 @@ def _metric(metric_id: str, namespace: str, metric_name: str, dimensions: Mappin
     }
 
 
-def _expression(metric_id: str, expression: str, label: str) -> dict:
-    return {"id": metric_id, "expression": expression, "label": label, "return_data": True}
+def _expression(metric_id: str, expression: str, label: str, return_data: bool = True) -> dict:
+    return {"id": metric_id, "expression": expression, "label": label, "return_data": return_data}
 
 
 class Monitoring(TaggedComponent):
@@ -71,16 +88,7 @@ class Monitoring(TaggedComponent):
 
         for key, function_name in args.function_names.items():
             dims = {"FunctionName": function_name}
-            self._alarm(
-                f"{key}-error-rate",
-                f"{key}: more than 1% of invocations failed",
-                threshold=ERROR_RATE_THRESHOLD_PERCENT,
-                metric_queries=[
-                    _metric("errors", "AWS/Lambda", "Errors", dims, "Sum"),
-                    _metric("invocations", "AWS/Lambda", "Invocations", dims, "Sum"),
-                    _expression("error_rate", ERROR_RATE_EXPRESSION, "Error rate (%)"),
-                ],
-            )
+            self._error_rate_alarm(key, dims)
             self._alarm(
                 f"{key}-throttles",
                 f"{key}: invocations are being throttled",
@@ -176,6 +184,31 @@ class Monitoring(TaggedComponent):
             self.dashboard.dashboard_name,
         )
         self.register_outputs({"dashboard_url": self.dashboard_url})
+
+    def _error_rate_alarm(self, key: str, dims: Mapping[str, pulumi.Input[str]]) -> None:
+        namespace, service = self._args.metrics_namespace, {"service": key}
+        consumer = key in self._args.queue_consumers
+        handled = RECORD_FAILURE_METRIC if consumer else HANDLED_FAILURE_METRIC[key]
+        queries = [
+            _metric("errors", "AWS/Lambda", "Errors", dims, "Sum"),
+            _metric("handled", namespace, handled, service, "Sum"),
+            _expression("failed", FAILURES_EXPRESSION, "Failures", return_data=False),
+        ]
+        if consumer:
+            description = f"{key}: more than 1% of messages failed"
+            queries += [
+                _metric("succeeded", namespace, RECORD_SUCCESS_METRIC, service, "Sum"),
+                _expression("error_rate", RECORD_FAILURE_RATE_EXPRESSION, "Failed messages (%)"),
+            ]
+        else:
+            description = f"{key}: more than 1% of invocations failed"
+            queries += [
+                _metric("invocations", "AWS/Lambda", "Invocations", dims, "Sum"),
+                _expression("error_rate", ERROR_RATE_EXPRESSION, "Error rate (%)"),
+            ]
+        self._alarm(
+            f"{key}-error-rate", description, threshold=ERROR_RATE_THRESHOLD_PERCENT, metric_queries=queries
+        )
 
     def _alarm(
         self,

@@ -3,7 +3,9 @@
 :class:`LoggingBatchProcessor` is Powertools' ``BatchProcessor`` for SQS that
 
 * logs every failed record with its message id and cause (with traceback) and counts it in the
-  ``RecordProcessingFailed`` metric, so no failure is silent;
+  ``RecordProcessingFailed`` metric, so no failure is silent, and counts every processed record in
+  ``RecordProcessingSucceeded`` too: failures reported this way never reach Lambda's ``Errors``
+  metric, so the function's error-rate alarm is computed from these two (lib/components/monitoring.py);
 * reports failures as ``batchItemFailures`` even when the whole batch failed
   (``raise_on_entire_batch_failure=False``): SQS retries exactly the failed messages either way,
   and the function does not turn a batch of poison messages into an invocation error storm.
@@ -25,6 +27,10 @@ class PoisonMessage(ValueError):
 class LoggingBatchProcessor(BatchProcessor):
     def __init__(self) -> None:
         super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def success_handler(self, record: Any, result: Any) -> Any:
+        metrics.add_metric(name="RecordProcessingSucceeded", unit=MetricUnit.Count, value=1)
+        return super().success_handler(record, result)
 
     def failure_handler(self, record: Any, exception: Any) -> Any:
         message_id = getattr(record, "message_id", None) or (

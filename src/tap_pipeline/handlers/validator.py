@@ -80,6 +80,9 @@ def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
             202, outcome.body, {"Location": f"/transaction/{outcome.body['transaction_id']}"}
         )
     _count_rejection(outcome.code)
+    if outcome.status >= 500:
+        # Not the client's doing (the enqueue failed): an error of this function for its C6 alarm.
+        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
     logger.info("request refused", extra={"status_code": outcome.status, "reason": outcome.code})
     headers = {"Retry-After": "1"} if outcome.status == 503 else None
     return http.response(outcome.status, outcome.body, headers)

@@ -116,3 +116,19 @@ def logs() -> Any:
         yield LogCapture(buffer)
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+def emitted_metrics(stdout: str) -> dict[str, float]:
+    """Sums of the CloudWatch EMF metrics the handler printed (what its error-rate alarm reads)."""
+    totals: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(
+                    value if isinstance(value, list) else [value]
+                )
+    return totals

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from tests.unit.functions.conftest import FUTURE_EXPIRY, MASTERCARD, TEST_MERCHANT, VISA, transaction
+from tests.unit.functions.conftest import (
+    FUTURE_EXPIRY,
+    MASTERCARD,
+    TEST_MERCHANT,
+    VISA,
+    emitted_metrics,
+    transaction,
+)
 
 OTHER_CARDS = [
     "4012888888881881",
@@ -237,7 +244,7 @@ def test_alert_lost_to_a_crash_is_sent_on_redelivery_exactly_once(pipeline, monk
     assert [a["transaction_id"] for a in pipeline.published(pipeline.fraud_capture_url)] == [transaction_id]
 
 
-def test_f15_one_bad_message_does_not_fail_batch(pipeline, logs):
+def test_f15_one_bad_message_does_not_fail_batch(pipeline, logs, capsys):
     _submit(pipeline, transaction_id="good-1", amount="10.00")
     _submit(
         pipeline,
@@ -258,6 +265,10 @@ def test_f15_one_bad_message_does_not_fail_batch(pipeline, logs):
     assert failure_logs[0]["message_id"] == "poison-msg-1"
     assert failure_logs[0]["error_type"] == "PoisonMessage"
     assert "not a transaction message" in failure_logs[0]["cause"]
+    # Reported, not raised: Lambda's Errors metric never sees it, so the C6 alarm counts these.
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["RecordProcessingFailed"] == 1
+    assert metrics["RecordProcessingSucceeded"] == 2
 
 
 def test_f15_processing_error_is_reported_per_message_and_recorded_on_the_transaction(pipeline, monkeypatch):

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.unit.functions.conftest import AMEX, FUTURE_EXPIRY, TEST_MERCHANT, VISA, transaction
+from tests.unit.functions.conftest import (
+    AMEX,
+    FUTURE_EXPIRY,
+    TEST_MERCHANT,
+    VISA,
+    emitted_metrics,
+    transaction,
+)
 
 
 def _card(**fields: Any) -> dict[str, Any]:
@@ -287,7 +294,7 @@ def test_retry_after_merchant_deactivation_still_gets_original_answer(pipeline):
     assert pipeline.post(transaction(transaction_id="new-after-deact"))["statusCode"] == 422
 
 
-def test_enqueue_failure_gives_503_and_retry_reenqueues_received_record(pipeline, monkeypatch):
+def test_enqueue_failure_gives_503_and_retry_reenqueues_received_record(pipeline, monkeypatch, capsys):
     from tap_pipeline import aws
 
     body = transaction(transaction_id="enqueue-1")
@@ -302,6 +309,7 @@ def test_enqueue_failure_gives_503_and_retry_reenqueues_received_record(pipeline
 
     assert failed["statusCode"] == 503
     assert failed["headers"]["Retry-After"] == "1"
+    assert emitted_metrics(capsys.readouterr().out).get("InternalError") == 1  # counted by C6's alarm
     assert pipeline.record("enqueue-1")["status"] == "RECEIVED"
     assert pipeline.queue_depth(pipeline.queue_url) == 0
 

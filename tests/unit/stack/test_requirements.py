@@ -13,7 +13,6 @@ import pytest
 from lib import layer
 from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ITEM
 from lib.components.messaging import DLQ_MAX_RECEIVE_COUNT, DLQ_RETENTION_SECONDS, MAX_RECEIVE_COUNT
-from lib.components.monitoring import ERROR_RATE_EXPRESSION
 from lib.config import StackSettings
 from lib.graph import AwsLikeAnswers, StackGraph
 from lib.packaging import FUNCTION_SOURCE_ROOT, imported_modules, unresolved_imports
@@ -307,21 +306,82 @@ def test_c5_f9_f18_xray_on_every_function_and_on_an_explicit_stage(graph):
     assert stage.inputs["deployment"] == graph.one("aws:apigateway/deployment:Deployment", "deployment").id
 
 
-def test_c6_f6_f7_each_function_has_a_one_percent_error_rate_alarm_from_metric_math(graph):
+def evaluate_alarm_math(queries: dict[str, dict], datapoints: dict[str, float | None]) -> float | None:
+    """The value CloudWatch computes for the alarm's returned expression over one period, for
+    the few functions these alarms use (IF, FILL, arithmetic); a metric without data is None, and
+    an expression using it unfilled has no datapoint either (None: the alarm treats it as missing)."""
+    values: dict[str, object] = {
+        metric_id: datapoints.get(metric_id) for metric_id, query in queries.items() if "metric" in query
+    }
+
+    def fill(value, default):
+        return default if value is None else value
+
+    def if_(condition, when_true, when_false):
+        return when_true() if condition else when_false()
+
+    def arguments(call: str) -> list[str]:
+        """The top-level, comma-separated arguments of `NAME(...)`."""
+        parts, depth, current = [], 0, ""
+        for char in call[call.index("(") + 1 : -1]:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                parts, current = [*parts, current.strip()], ""
+            else:
+                current += char
+        return [*parts, current.strip()]
+
+    def compile_(expression: str):
+        # IF's branches are evaluated lazily, as CloudWatch does per datapoint (no 0/0 when idle).
+        if expression.startswith("IF(") and expression.endswith(")"):
+            condition, when_true, when_false = (compile_(part) for part in arguments(expression))
+            return lambda: if_(condition(), when_true, when_false)
+        python = expression.replace("FILL(", "fill(")
+        return lambda: eval(python, {"fill": fill}, values)  # noqa: S307 - the stack's own expressions
+
+    for metric_id, query in queries.items():  # in order: an expression may use an earlier one
+        if "expression" in query:
+            try:
+                values[metric_id] = compile_(query["expression"])()
+            except TypeError:  # arithmetic on a metric with no datapoint
+                values[metric_id] = None
+    (returned,) = [q["id"] for q in queries.values() if q["returnData"]]
+    return values[returned]
+
+
+def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fails(graph):
     ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
     for key, function in functions(graph).items():
         alarm = graph.one(ALARM, f"{key}-error-rate-alarm").inputs
         assert alarm["threshold"] == 1.0
         assert alarm["comparisonOperator"] == "GreaterThanThreshold"
-        queries = {q["id"]: q for q in alarm["metricQueries"]}
-        assert queries["error_rate"]["expression"] == ERROR_RATE_EXPRESSION
-        assert "100 * errors / invocations" in ERROR_RATE_EXPRESSION
-        assert queries["error_rate"]["returnData"] is True
-        for metric_id, metric_name in (("errors", "Errors"), ("invocations", "Invocations")):
-            metric = queries[metric_id]["metric"]
-            assert metric["metricName"] == metric_name
-            assert metric["dimensions"] == {"FunctionName": function["name"]}
         assert alarm["alarmActions"] == [ops_topic]
+        queries = {q["id"]: q for q in alarm["metricQueries"]}
+        lambda_errors = queries["errors"]["metric"]
+        assert (lambda_errors["namespace"], lambda_errors["metricName"]) == ("AWS/Lambda", "Errors")
+        assert lambda_errors["dimensions"] == {"FunctionName": function["name"]}
+        # Failures the code handles itself are read where the function's Powertools metrics land.
+        handled = queries["handled"]["metric"]
+        variables = function["environment"]["variables"]
+        assert handled["namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"]
+        assert handled["dimensions"] == {"service": variables["POWERTOOLS_SERVICE_NAME"]}
+
+        def rate(queries=queries, **datapoints):
+            return evaluate_alarm_math(queries, datapoints)
+
+        if key == "validator":
+            assert handled["metricName"] == "InternalError"  # answered 503, never a Lambda error
+            assert rate(invocations=1000, errors=0, handled=20) == 2.0  # pages
+            assert rate(invocations=1000, errors=5, handled=None) == 0.5  # does not
+            assert rate(invocations=1000, errors=15, handled=None) == 1.5
+        else:
+            assert handled["metricName"] == "RecordProcessingFailed"  # batch item failures
+            assert queries["succeeded"]["metric"]["metricName"] == "RecordProcessingSucceeded"
+            assert rate(succeeded=980, handled=20, errors=None) == 2.0  # pages without any Lambda error
+            assert rate(succeeded=995, handled=5, errors=None) == 0.5
+            assert rate(succeeded=None, handled=None, errors=3) == 100.0  # every invocation crashed
+        assert rate() in (0, None)  # no traffic: nothing to breach (treat_missing_data notBreaching)
+        assert alarm["treatMissingData"] == "notBreaching"
 
 
 def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
