@@ -293,13 +293,15 @@ class Functions(TaggedComponent):
                 [pulumi.Output.concat(log_group.arn, ":*")],
             ),
             # No resource-level permissions exist for these: X-Ray segment upload and the ENI
-            # management Lambda needs to attach the function to the VPC (AWSLambdaVPCAccessExecutionRole).
+            # management Lambda needs to attach the function to the VPC (the EC2 actions of
+            # AWSLambdaVPCAccessExecutionRole v3, DescribeSubnets included).
             iam.allow("XRayTracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"]),
             iam.allow(
                 "VpcNetworkInterfaces",
                 [
                     "ec2:CreateNetworkInterface",
                     "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
                     "ec2:DeleteNetworkInterface",
                     "ec2:AssignPrivateIpAddresses",
                     "ec2:UnassignPrivateIpAddresses",

@@ -263,13 +263,23 @@ def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
                     "xray:PutTraceSegments",
                     "xray:PutTelemetryRecords",
                     "ec2:CreateNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
+                    *VPC_EXECUTION_ACTIONS,
                 }
+        # Every EC2 action of AWSLambdaVPCAccessExecutionRole (v3), which Lambda's ENI management uses.
+        granted = {a for s in statements for a in as_list(s["Action"]) if a.startswith("ec2:")}
+        assert granted == set(VPC_EXECUTION_ACTIONS)
         kms = [s for s in statements if any(a.startswith("kms:") for a in as_list(s["Action"]))]
         assert kms and all("kms:ViaService" in s["Condition"]["StringEquals"] for s in kms)
+
+
+VPC_EXECUTION_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
 
 
 def test_c3_customer_managed_key_with_rotation_encrypts_every_store(graph):
