@@ -163,15 +163,20 @@ class Functions(TaggedComponent):
                     "TRANSACTION_QUEUE_URL": messaging.transaction_queue.url,
                     "CARD_FINGERPRINT_SECRET_ARN": args.card_fingerprint_secret_arn,
                 },
+                # Exactly the calls it makes: records written in one TransactWriteItems with their
+                # guard items (Put on both tables), read back by key or by id (GET), no updates.
                 statements=[
                     read_merchants,
-                    merchant_history,
                     iam.allow(
                         "RecordAndReadTransactions",
-                        ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                        ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
                         [data.transactions_table.arn],
                     ),
-                    idempotency,
+                    iam.allow(
+                        "RequestGuards",
+                        ["dynamodb:GetItem", "dynamodb:PutItem"],
+                        [data.idempotency_table.arn],
+                    ),
                     iam.allow("EnqueueTransactions", ["sqs:SendMessage"], [messaging.transaction_queue.arn]),
                     iam.allow(
                         "ReadCardFingerprintKey",
@@ -208,23 +213,12 @@ class Functions(TaggedComponent):
                     ),
                     iam.allow(
                         "RecordVerdicts",
-                        [
-                            "dynamodb:GetItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:Query",
-                            "dynamodb:ConditionCheckItem",
-                        ],
+                        ["dynamodb:GetItem", "dynamodb:UpdateItem"],
                         [data.transactions_table.arn],
                     ),
                     iam.allow(
                         "FraudAggregates",
-                        [
-                            "dynamodb:GetItem",
-                            "dynamodb:BatchGetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:ConditionCheckItem",
-                        ],
+                        ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                         [data.fraud_state_table.arn],
                     ),
                     idempotency,
@@ -255,7 +249,7 @@ class Functions(TaggedComponent):
                     ),
                     iam.allow(
                         "RecordFailures",
-                        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                         [data.transactions_table.arn],
                     ),
                     idempotency,
