@@ -16,7 +16,7 @@ import pulumi_aws as aws
 
 from lib.components.api import Api, ApiArgs
 from lib.components.base import COMPONENT_TYPE_PREFIX, AwsContext
-from lib.components.data import TEST_MERCHANT_ID, Data, DataArgs
+from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ID, Data, DataArgs
 from lib.components.encryption import Encryption, EncryptionArgs
 from lib.components.firewall import Firewall, FirewallArgs
 from lib.components.functions import METRICS_NAMESPACE, Functions, FunctionsArgs
@@ -141,6 +141,7 @@ class TapStack(pulumi.ComponentResource):
                     "fraud-state-table": data.fraud_state_table.name,
                     "idempotency-table": data.idempotency_table.name,
                 },
+                table_indexes={"merchant-index": (data.transactions_table.name, MERCHANT_INDEX_NAME)},
                 api_name=api.rest_api.name,
                 api_stage_name=api.stage.stage_name,
             ),

@@ -785,10 +785,21 @@ def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
             for t in ("merchant-config-table", "transactions-table", "fraud-state-table")
         ),
         "idempotency-table-throttles-alarm",
+        "merchant-index-throttles-alarm",
     }
     assert expected <= set(alarms)
     for alarm in alarms.values():
         assert alarm["alarmActions"] == [ops_topic]
+    transactions = graph.one("aws:dynamodb/table:Table", "transactions-table").inputs["name"]
+    for key in ("transactions-table", "idempotency-table", "merchant-index"):
+        queries = {q["id"]: q for q in alarms[f"{key}-throttles-alarm"]["metricQueries"]}
+        assert alarms[f"{key}-throttles-alarm"]["threshold"] == 0
+        # DynamoDB reports throttle events only in minutes that had some: one kind alone must breach.
+        assert evaluate_alarm_math(queries, {"writes": 3, "reads": None}) == 3
+        assert evaluate_alarm_math(queries, {"writes": None, "reads": 2}) == 2
+        assert evaluate_alarm_math(queries, {}) == 0
+    index_dims = alarms["merchant-index-throttles-alarm"]["metricQueries"][1]["metric"]["dimensions"]
+    assert index_dims == {"TableName": transactions, "GlobalSecondaryIndexName": "merchant-index"}
     for key, name in (("failed-handler-dlq", "parking-dlq"), ("lambda-async-dlq", "async-failure-dlq")):
         # Nothing drains these two, so a message stays visible until someone acts: depth is right.
         (depth,) = alarms[f"{key}-depth-alarm"]["metricQueries"]
