@@ -57,6 +57,12 @@ class StackSettings:
         """The physical name for a resource: project, purpose and the environment suffix."""
         return f"{self.project_prefix}-{purpose}-{self.environment_suffix}"
 
+    def global_name(self, purpose: str) -> str:
+        """The name of a resource that is one per account, not per region (IAM roles, CloudWatch
+        dashboards): with the region too, so one suffix deployed in two regions neither collides
+        nor, for a dashboard (PutDashboard overwrites), silently replaces the other's."""
+        return f"{self.project_prefix}-{purpose}-{self.region}-{self.environment_suffix}"
+
 
 def resolve_environment_suffix(configured: str | None) -> str:
     suffix = configured or os.environ.get("ENVIRONMENT_SUFFIX") or DEFAULT_SUFFIX

@@ -186,7 +186,7 @@ class Api(TaggedComponent):
         """The account-level CloudWatch role API Gateway needs before any stage can log (F19)."""
         role = aws.iam.Role(
             "cloudwatch-role",
-            name=ctx.name("apigw-cloudwatch"),
+            name=ctx.global_name("apigw-cloudwatch"),
             # No aws:SourceAccount condition: API Gateway does not document (or send) it when it assumes
             # this account-level role, and a condition it never satisfies breaks all API logging.
             assume_role_policy=iam.assume_role_policy("apigateway.amazonaws.com"),

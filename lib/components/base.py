@@ -28,6 +28,9 @@ class AwsContext:
     def name(self, purpose: str) -> str:
         return self.settings.name(purpose)
 
+    def global_name(self, purpose: str) -> str:
+        return self.settings.global_name(purpose)
+
     def arn(self, service: str, resource: str, *, region: bool = True) -> pulumi.Output[str]:
         """An ARN in this account and partition (for policies on resources not created by us)."""
         region_part = self.settings.region if region else ""

@@ -273,7 +273,7 @@ class Functions(TaggedComponent):
         )
         role = aws.iam.Role(
             f"{spec.key}-role",
-            name=function_name,
+            name=ctx.global_name(spec.key),
             description=f"Execution role of {function_name} only",
             assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com", ctx.account_id),
             tags=self.tags(f"{spec.key}-execution-role"),

@@ -167,7 +167,7 @@ class Monitoring(TaggedComponent):
 
         self.dashboard = aws.cloudwatch.Dashboard(
             "dashboard",
-            dashboard_name=self.context.name("pipeline"),
+            dashboard_name=self.context.global_name("pipeline"),
             dashboard_body=pulumi.Output.from_input(
                 {"functions": dict(args.function_names), "queue": args.work_queue_name, "api": api_dims}
             ).apply(lambda resolved: json.dumps(dashboard_body(self.context.region, **resolved))),

@@ -204,7 +204,7 @@ class Network(TaggedComponent):
         )
         role = aws.iam.Role(
             "flow-log-role",
-            name=ctx.name("vpc-flow-logs"),
+            name=ctx.global_name("vpc-flow-logs"),
             assume_role_policy=iam.assume_role_policy("vpc-flow-logs.amazonaws.com", ctx.account_id),
             tags=self.tags("vpc-flow-logs"),
             opts=child,

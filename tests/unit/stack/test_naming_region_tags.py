@@ -48,6 +48,26 @@ def test_region_comes_from_config_and_nothing_mentions_us_east_2(eu_graph):
     assert provider.inputs["region"] == "eu-west-1"
 
 
+# One per account, not per region: the name must tell two regions' deployments apart.
+ACCOUNT_GLOBAL_TYPES = ("aws:iam/role:Role", "aws:cloudwatch/dashboard:Dashboard")
+
+
+def test_account_global_resources_are_named_per_region_so_regions_never_collide(graph, eu_graph):
+    same_suffix_in_eu = evaluate_stack(region="eu-west-1")  # the default graph's suffix, another region
+    for type_token in ACCOUNT_GLOBAL_TYPES:
+        for resource in eu_graph.of_type(type_token):
+            name = resource.inputs.get("name") or resource.inputs["dashboardName"]
+            assert "eu-west-1" in name and UNUSUAL_SUFFIX in name, (type_token, name)
+        key = "dashboardName" if "dashboard" in type_token else "name"
+        here = {r.inputs[key] for r in graph.of_type(type_token)}
+        there = {r.inputs[key] for r in same_suffix_in_eu.of_type(type_token)}
+        assert here and there and not here & there, type_token
+    for role in graph.of_type("aws:iam/role:Role"):
+        assert len(role.inputs["name"]) <= 64  # IAM's limit, at the longest suffix below
+    longest = evaluate_stack(region="ap-southeast-2", environment_suffix="a" * 20)
+    assert max(len(r.inputs["name"]) for r in longest.of_type("aws:iam/role:Role")) <= 64
+
+
 def test_no_account_id_or_environment_name_is_hard_coded_in_the_program():
     source = "\n".join(p.read_text() for p in (REPO_ROOT / "lib").rglob("*.py") if p.name != "graph.py")
     assert not re.search(r"\b\d{12}\b", source), "an account id is hard-coded in lib/"

@@ -202,7 +202,7 @@ def test_p10_f11_outputs_are_the_documented_keys_with_real_values(graph):
         r"https://\w+\.execute-api\.us-east-2\.amazonaws\.com/unit/transaction", outputs["api_url"]
     )
     assert outputs["dashboard_url"].startswith("https://us-east-2.console.aws.amazon.com/cloudwatch/home")
-    assert outputs["dashboard_url"].endswith("#dashboards/dashboard/tap-pipeline-unit")
+    assert outputs["dashboard_url"].endswith("#dashboards/dashboard/tap-pipeline-us-east-2-unit")
     assert outputs["transaction_queue_url"] == queue(graph, "transaction-queue").state["url"]
     assert outputs["api_key_value"] == graph.one("aws:apigateway/apiKey:ApiKey", "api-key").state["value"]
 
