@@ -15,6 +15,18 @@ import pulumi
 Statement = dict[str, Any]
 
 
+# The EC2 actions of AWSLambdaVPCAccessExecutionRole (v3): what Lambda's ENI management needs to
+# attach a function to the VPC. None of them supports resource-level permissions.
+LAMBDA_VPC_ENI_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+
+
 def allow(
     sid: str, actions: Sequence[str], resources: Sequence[Any], condition: dict | None = None
 ) -> Statement:

@@ -287,21 +287,9 @@ class Functions(TaggedComponent):
                 [pulumi.Output.concat(log_group.arn, ":*")],
             ),
             # No resource-level permissions exist for these: X-Ray segment upload and the ENI
-            # management Lambda needs to attach the function to the VPC (the EC2 actions of
-            # AWSLambdaVPCAccessExecutionRole v3, DescribeSubnets included).
+            # management Lambda needs to attach the function to the VPC.
             iam.allow("XRayTracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"]),
-            iam.allow(
-                "VpcNetworkInterfaces",
-                [
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSubnets",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                ],
-                ["*"],
-            ),
+            iam.allow("VpcNetworkInterfaces", list(iam.LAMBDA_VPC_ENI_ACTIONS), ["*"]),
             iam.allow("AsyncFailureDeadLetter", ["sqs:SendMessage"], [args.messaging.async_failure_dlq.arn]),
             iam.allow(
                 "UseDataKeyThroughServices",

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from lib.graph import RecordedResource, StackGraph
+from lib.iam import LAMBDA_VPC_ENI_ACTIONS
 from lib.policy import documents as doc
 from lib.policy.controls.base import ControlList, Finding, by_arn, policy_statements
 from lib.policy.controls.lambda_ import FUNCTION
@@ -20,12 +21,7 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset(
         "xray:GetSamplingRules",
         "xray:GetSamplingTargets",
         "xray:GetSamplingStatisticSummaries",
-        "ec2:CreateNetworkInterface",
-        "ec2:DescribeNetworkInterfaces",
-        "ec2:DescribeSubnets",
-        "ec2:DeleteNetworkInterface",
-        "ec2:AssignPrivateIpAddresses",
-        "ec2:UnassignPrivateIpAddresses",
+        *LAMBDA_VPC_ENI_ACTIONS,
     )
 )
 
