@@ -132,3 +132,10 @@ def emitted_metrics(stdout: str) -> dict[str, float]:
                     value if isinstance(value, list) else [value]
                 )
     return totals
+
+
+class UnreachableSns:
+    """An SNS client whose every publish fails, as when SNS cannot be reached."""
+
+    def publish(self, **kwargs: Any) -> Any:
+        raise ConnectionError("sns unreachable")

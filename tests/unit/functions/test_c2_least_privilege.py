@@ -18,7 +18,7 @@ import botocore.client
 import pytest
 
 from tap_pipeline import aws
-from tests.unit.functions.conftest import transaction
+from tests.unit.functions.conftest import UnreachableSns, transaction
 from tests.unit.stack.conftest import evaluate_stack, statements_of
 
 HANDLER_TO_FUNCTION = {
@@ -129,11 +129,7 @@ def run_every_main_path(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     owed = pipeline.drain(pipeline.queue_url)
     real_sns = aws.sns()
 
-    class DownSns:
-        def publish(self, **kwargs: Any) -> Any:
-            raise ConnectionError("sns unreachable")
-
-    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
     assert pipeline.run_detector(owed)["batchItemFailures"]
     monkeypatch.setattr(aws, "sns", lambda: real_sns)
     unreadable = {

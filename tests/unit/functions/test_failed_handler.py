@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from tap_pipeline import failures
-from tests.unit.functions.conftest import VISA, transaction
+from tests.unit.functions.conftest import VISA, UnreachableSns, transaction
 
 
 def _dead_letter(pipeline: Any, transaction_id: str, receive_count: str = "5") -> dict[str, Any]:
@@ -149,11 +149,7 @@ def test_failed_transaction_whose_notice_failed_gets_it_when_its_parked_letter_i
     message = _dead_letter(pipeline, "dlq-owed")
     real_sns = aws.sns()
 
-    class DownSns:
-        def publish(self, **kwargs: Any) -> Any:
-            raise ConnectionError("sns unreachable")
-
-    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
     assert pipeline.run_failed_handler([message])["batchItemFailures"]  # FAILED recorded, notice not
     assert pipeline.record("dlq-owed")["status"] == "FAILED"
     monkeypatch.setattr(aws, "sns", lambda: real_sns)
@@ -199,11 +195,7 @@ def test_flagged_transaction_whose_alert_kept_failing_gets_its_one_alert_from_th
     message = _dead_letter(pipeline, "dup-b")  # same card, merchant, amount: FLAGGED as duplicate
     real_sns = aws.sns()
 
-    class DownSns:
-        def publish(self, **kwargs: Any) -> Any:
-            raise ConnectionError("sns unreachable")
-
-    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
     for _ in range(5):  # every receive fails to publish the alert; SQS then dead-letters it
         assert pipeline.run_detector([message])["batchItemFailures"]
     monkeypatch.setattr(aws, "sns", lambda: real_sns)
@@ -243,11 +235,7 @@ def test_flagged_dead_letter_whose_alert_publish_fails_is_retried_not_dropped(pi
     pipeline.put_merchant("test-merchant-001", flag_threshold=Decimal(0))
     real_sns = aws.sns()
 
-    class DownSns:
-        def publish(self, **kwargs: Any) -> Any:
-            raise ConnectionError("sns unreachable")
-
-    monkeypatch.setattr(aws, "sns", lambda: DownSns())
+    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
     assert pipeline.run_detector([message])["batchItemFailures"]
     assert pipeline.run_failed_handler([message]) == {
         "batchItemFailures": [{"itemIdentifier": message["MessageId"]}]
