@@ -181,7 +181,7 @@ def compile_bytecode(site_dir: Path, runtime_tag: str = RUNTIME_CACHE_TAG) -> st
         # Packages may ship files that are never imported (examples, other Pythons' shims); those
         # stay source-only, and an imported one would fail in Lambda too (the import scan covers ours).
         print(f"warning: some files under {site_dir} do not compile (listed above)", file=sys.stderr)
-    return sys.implementation.cache_tag
+    return runtime_tag
 
 
 def bytecode_problem(layer_dir: Path) -> str | None:

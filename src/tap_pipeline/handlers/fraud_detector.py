@@ -9,9 +9,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-# Imported at init, not on first use: a deferred import still lands in the cold start (the first
-# request pays it), and there it runs on the memory's share of a vCPU (about 0.3 at 512 MB) instead
-# of init's burst CPU (AWS's Lambda Web Adapter docs; not in the Lambda guide). BENCHMARKS.md.
+# The main path is imported at init (the package docstring says why).
 from tap_pipeline import idempotency, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
 from tap_pipeline.models import Status, TransactionMessage

@@ -14,9 +14,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from pydantic import ValidationError
 
-# Imported at init, not on first use: a deferred import still lands in the cold start (the first
-# request pays it), and there it runs on the memory's share of a vCPU (about 0.3 at 512 MB) instead
-# of init's burst CPU (AWS's Lambda Web Adapter docs; not in the Lambda guide). BENCHMARKS.md.
+# The main path is imported at init (the package docstring says why).
 from tap_pipeline import http, intake, money
 from tap_pipeline.models import ID_CHARACTERS, TransactionRequest, field_errors, is_transaction_id
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
