@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
+import time
 from collections import Counter
+from pathlib import Path
 
 from tap_local.pipeline import LocalConfig, LocalPipeline
 
@@ -42,14 +45,53 @@ def _banner(pipeline: LocalPipeline) -> str:
     )
 
 
+# Ctrl-C or SIGTERM to exit, however busy the pipeline is: `LocalPipeline.stop` normally takes
+# about STOP_GRACE_SECONDS; past this, whatever still runs is killed.
+STOP_DEADLINE_SECONDS = 4.0
+
+
+def _stop_watchdog() -> None:
+    """Kill every process this one started and exit, if a clean stop has not finished in time."""
+    time.sleep(STOP_DEADLINE_SECONDS)
+    print("Stop took too long: killing the function workers and exiting.", file=sys.stderr, flush=True)
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    os._exit(1)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found += children
+                pending += children
+    return found
+
+
 def up(_: argparse.Namespace) -> int:
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with LocalPipeline(LocalConfig()) as pipeline:
+
+    def request_stop(*_: object) -> None:
+        if not stopped.is_set():
+            stopped.set()
+            threading.Thread(target=_stop_watchdog, name="stop-watchdog", daemon=True).start()
+
+    # Both signals the same way: a KeyboardInterrupt could land anywhere, even inside start-up.
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    config = LocalConfig()
+    with LocalPipeline(config) as pipeline:
+        pid_file = config.workdir / "tap_local.pid"  # for `make soak ATTACH=1`'s memory readings
+        pid_file.write_text(f"{os.getpid()}\n")
         print(_banner(pipeline), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+        while not stopped.wait(0.5):
+            pass
         print("\nStopping: API, pollers, function workers, emulator...", flush=True)
+        pid_file.unlink(missing_ok=True)
     print("Stopped.", flush=True)
     return 0
 
@@ -73,8 +115,6 @@ def demo(_: argparse.Namespace) -> int:
 
 
 def redrive(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tap_local.redrive import main as redrive_main
 
     outputs = Path(args.outputs) if args.outputs else LocalConfig().outputs_path

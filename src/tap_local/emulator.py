@@ -1,24 +1,33 @@
-"""The embedded AWS emulator: moto's threaded server on loopback, and clients bound to it."""
+"""The embedded AWS emulator: moto's server on loopback, in a process of its own, and clients bound to it.
+
+Its own process because moto is pure Python: sharing one interpreter (one GIL) with the local API
+and the SQS pollers, every emulated AWS call and every HTTP request they serve took turns on one
+core, and the local pipeline could not use the machine's second core (issue 9). The child runs
+``python -m tap_local.emulator``; it exits when its parent closes its stdin or dies, so a killed
+pipeline never leaves an emulator behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
 
 LOOPBACK = "127.0.0.1"
 # moto's fixed account; ARNs the mock engine builds must match what moto returns.
 EMULATOR_ACCOUNT_ID = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+START_TIMEOUT_SECONDS = 60
 
 
 class _SerializedApp:
@@ -38,43 +47,68 @@ class _SerializedApp:
             return list(self._app(environ, start_response))
 
 
-class _LockedMotoServer(ThreadedMotoServer):
-    def _server_entry(self) -> None:
-        app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
+def serve(port: int, announce: Callable[[int], None]) -> None:
+    """The child's side: moto with our corrections, serialized, on loopback; `announce(port)` once
+    it accepts connections. Serves until the process ends."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
 
-    def stop(self) -> None:
-        super().stop()
-        if self._server is not None:
-            self._server.server_close()  # release the port, not just stop serving
+    from tap_local import moto_fixes
+
+    # Without them a call's cost grows with what the emulator holds (see the package).
+    moto_fixes.install()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
+    app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
+    server = make_server(LOOPBACK, port, app, threaded=True, request_handler=MotoRequestHandler)
+    announce(server.server_port)
+    server.serve_forever()
 
 
 @dataclass
 class Emulator:
-    """A running moto server; `client(service)` talks to it."""
+    """A running moto server process; `client(service)` talks to it."""
 
     region: str
     port: int = 0
-    _server: _LockedMotoServer | None = None
+    _process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
     def start(self) -> Emulator:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
-        self._server = _LockedMotoServer(ip_address=LOOPBACK, port=self.port, verbose=False)
-        self._server.start()
-        self.port = self._server.get_host_and_port()[1]  # the real port when 0 asked for any free one
-        # moto keeps its state in process-wide backends: start every pipeline from empty.
+        self._process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
+            [sys.executable, "-m", "tap_local.emulator", str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert self._process.stdout is not None
+        ready = _read_line(self._process.stdout, START_TIMEOUT_SECONDS)
+        if not ready.startswith("port "):
+            self.stop()
+            raise RuntimeError(f"the AWS emulator did not start (port {self.port} in use?): {ready!r}")
+        self.port = int(ready.split()[1])  # the real port when 0 asked for any free one
+        # Every pipeline starts from empty (the same call resets a long-lived emulator).
         reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback emulator
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]  # both were opened as pipes
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def endpoint_url(self) -> str:
@@ -90,3 +124,26 @@ class Emulator:
             aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
             config=Config(retries={"mode": "standard", "max_attempts": 3}),
         )
+
+
+def _read_line(stream: Any, timeout: float) -> str:
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0].strip() if result else ""
+
+
+def _exit_with_parent() -> None:
+    """Stdin closes when the parent closes it or dies: the emulator must not outlive its pipeline."""
+    sys.stdin.read()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
+
+    def _announce(port: int) -> None:
+        print(f"port {port}", flush=True)
+
+    serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0, _announce)

@@ -22,6 +22,8 @@ from tap_local.pollers import BatchOutcome, MappingSpec, SqsPoller
 from tap_local.workers import FunctionSpec, FunctionWorkers, Invocation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# How long `stop()` waits for the API, pollers and outbox threads once the workers are gone.
+STOP_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -160,15 +162,21 @@ class LocalPipeline:
         return self
 
     def stop(self) -> None:
+        """Stops in a few seconds however busy: nothing new starts, then running invocations end
+        with their worker processes (Lambda would finish them; locally their messages are simply
+        received again), then the threads that drove them are given until STOP_GRACE_SECONDS."""
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         self._stop.set()
+        for poller in self.pollers:
+            poller.signal_stop()
         if self.api is not None:
             self.api.stop()
-        for poller in self.pollers:
-            poller.stop()
         for workers in self.workers.values():
             workers.close()
+        for poller in self.pollers:
+            poller.join(deadline)
         if self._outbox_thread is not None:
-            self._outbox_thread.join(timeout=5)
+            self._outbox_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.fault_proxy is not None:
             self.fault_proxy.stop()
             self.fault_proxy = None

@@ -126,10 +126,18 @@ class SqsPoller:
         for thread in self._threads:
             thread.start()
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
+        """Ask every poller to finish its current batch and stop; returns at once."""
         self._stop.set()
+
+    def join(self, deadline: float) -> None:
+        """Wait for the pollers until `deadline` (time.monotonic()); they are daemon threads."""
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        self.signal_stop()
+        self.join(time.monotonic() + 10)
 
     def _receive_batch(self, sqs: Any) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []

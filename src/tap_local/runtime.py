@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -43,6 +44,9 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Ctrl-C in `make local`'s terminal reaches the whole process group; a sandbox is stopped by its
+    # pipeline (stdin closed or killed), never mid-invocation by the terminal, as in Lambda.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_in = os.fdopen(os.dup(0), "r", buffering=1)
     protocol_out = os.fdopen(os.dup(1), "w", buffering=1)
     log_path = os.environ.pop("TAP_LOCAL_LOG_PATH")

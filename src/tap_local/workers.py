@@ -151,7 +151,13 @@ class FunctionWorkers:
         """Run one invocation; `fault` ("worker_crash" / "timeout", for fault injection) kills the
         worker after `fault_after_seconds`, mid-invocation, as a crash or a timeout would."""
         invocation = Invocation()
-        sandbox = self._idle.get()
+        sandbox = self._idle_sandbox()
+        if sandbox is None:
+            invocation.error = {
+                "errorType": "Runtime.Shutdown",
+                "errorMessage": "the local pipeline is stopping",
+            }
+            return invocation
         started = time.perf_counter()
         timeout = fault_after_seconds if fault == "timeout" else self.spec.timeout_seconds
         deadline = invocation.deadline = time.time() + timeout
@@ -180,6 +186,13 @@ class FunctionWorkers:
             invocation.payload = json.loads(response["payload"])
         self._idle.put(sandbox)
         return invocation
+
+    def _idle_sandbox(self) -> _Sandbox | None:
+        """The next free sandbox, or None once the pool is closed (a caller never waits for ever)."""
+        while not self._closed:
+            with contextlib.suppress(queue.Empty):
+                return self._idle.get(timeout=0.2)
+        return None
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,68 @@
+"""moto's base-table Query reading one partition, not sorting the whole table.
+
+Why this exists: moto 5.2.5's ``Table.query`` without an index builds its candidates as
+``[item for item in self.all_items() if item.hash_key == hash_key]``, and ``all_items`` collects and
+sorts every item of the table. A Query for one ``transaction_id`` (what GET /transaction/{id} does)
+therefore costs O(n log n) in the items stored: at 100,000 transactions each GET sorts the table.
+
+The correction: while a base-table Query with a partition key runs, ``all_items`` of that table
+returns only that partition's items (sorted as moto sorts them). moto filters the candidates by
+that very partition key next, so the result is the same list; index queries, scans and every other
+caller of ``all_items`` are untouched. `tests/unit/local/test_moto_fixes.py` compares results with
+unpatched moto, pagination included.
+
+Upstream note (for a moto issue): "Table.query on the base table filters all_items() (every item,
+sorted) by hash key; reading self.items[hash_key] makes a partition query O(partition)."
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import Table
+
+_partition_scope = threading.local()
+_original_query: Callable[..., Any] | None = None
+_original_all_items: Callable[[Table], list[Item]] | None = None
+
+
+def _all_items(self: Table) -> list[Item]:
+    assert _original_all_items is not None
+    scope = getattr(_partition_scope, "partition", None)
+    if scope is None or scope[0] is not self:
+        return _original_all_items(self)
+    partition = self.items.get(scope[1])
+    if partition is None:
+        return []
+    items = list(partition.values()) if self.range_key_attr else [partition]  # type: ignore[list-item]  # moto keeps a bare Item when there is no range key
+    return sorted(items, key=lambda item: item.range_key) if self.range_key_attr else items  # type: ignore[arg-type,return-value]  # range keys are set on a table that has them
+
+
+def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    assert _original_query is not None
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name or hash_key is None:
+        return _original_query(self, hash_key, *args, **kwargs)
+    _partition_scope.partition = (self, hash_key)
+    try:
+        return _original_query(self, hash_key, *args, **kwargs)
+    finally:
+        _partition_scope.partition = None
+
+
+def install() -> None:
+    global _original_query, _original_all_items
+    if _original_query is None:
+        _original_query, _original_all_items = Table.query, Table.all_items
+        Table.query = _query  # type: ignore[method-assign]  # the point of this module
+        Table.all_items = _all_items  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    global _original_query, _original_all_items
+    if _original_query is not None and _original_all_items is not None:
+        Table.query, Table.all_items = _original_query, _original_all_items  # type: ignore[method-assign]
+        _original_query = _original_all_items = None
