@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox redrive policy layer bench resilience install clean
+.PHONY: test lint unit integration local demo outbox redrive policy layer bench soak resilience install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ policy: $(STAMP)
 # Benchmarks (BENCHMARKS.md): BENCH_MODE=quick only checks they run (what CI does).
 bench: $(STAMP)
 	$(RUN) -m bench $(if $(BENCH_MODE),--mode $(BENCH_MODE),)
+
+# Soak: N transactions (default 10000) through a fresh local pipeline over HTTP; rewrites BENCHMARKS.md
+# section 4 and bench/soak.png. ATTACH=1 uses the running `make local` instead.
+soak: $(STAMP)
+	$(RUN) -m bench.soak --transactions $(or $(N),10000) $(if $(ATTACH),--attach cfn-outputs/flat-outputs.json,)
 
 # Resilience evidence (fuzzing, fault injection, load, card-data scan); RESILIENCE_MODE=long for the full run.
 resilience: $(STAMP)

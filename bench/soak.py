@@ -80,6 +80,7 @@ class SoakResult:
     stop_seconds: float | None = None  # SIGTERM to exit, for a pipeline the soak started
     processes_left: int | None = None
     workers_per_function: int = 0
+    cpu_ms_per_transaction: dict[str, float] = field(default_factory=dict)  # by process role
 
     @property
     def empty_rate(self) -> float:
@@ -139,6 +140,39 @@ def tree_rss_mb(pid: int) -> float:
         match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
         total_kb += int(match.group(1)) if match else 0
     return total_kb / 1024
+
+
+def _role(pid: int, root: int) -> str:
+    """What a process of the pipeline's tree is: the `up` process, the emulator or a function."""
+    if pid == root:
+        return "tap_local up (API, SQS pollers, outbox)"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    if "tap_local.emulator" in command:
+        return "emulator (moto)"
+    for entry in environment:
+        if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
+            return "function " + entry.split(b"=", 1)[1].decode().rsplit("-", 1)[0]
+    return "other"
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def tree_cpu_seconds(root: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far by each live process of the tree, with its role."""
+    usage = {}
+    for pid in process_tree(root):
+        try:
+            usage[pid] = (_role(pid, root), _cpu_seconds(pid))
+        except OSError:
+            continue
+    return usage
 
 
 def session_members(session_id: int) -> list[int]:
@@ -241,6 +275,10 @@ class Soak:
         self.posting_done = threading.Event()
         self.stop = threading.Event()
         self.peak_rss = [0.0] * 10
+        self.settled = 0
+        self.settle_times: list[tuple[float, _Tracked]] = []
+        self.cpu_first: dict[int, tuple[str, float]] = {}
+        self.cpu_last: dict[int, tuple[str, float]] = {}
         self.tenth_of = lambda index: min(9, index * 10 // max(1, transactions))
         self.run_id = f"{self.random.getrandbits(48):012x}"
 
@@ -308,17 +346,31 @@ class Soak:
                 status = None
             if status in FINAL:
                 tracked.settled, tracked.status = time.monotonic(), status
+                with self.lock:
+                    self.settled += 1
+                    self.settle_times.append((tracked.settled, tracked))
                 self.window.release()
             else:
                 with self.lock:
                     self.pending.append((time.monotonic() + POLL_INTERVAL, tracked))
 
     def _sample_memory(self) -> None:
-        while not self.stop.is_set() and self.pipeline_pid is not None:
+        """Peak resident memory per tenth, and each process's CPU seconds over the run."""
+        while self.pipeline_pid is not None:
             with self.lock:
-                tenth = self.tenth_of(self.next_index)
+                tenth = self.tenth_of(self.settled)
             self.peak_rss[tenth] = max(self.peak_rss[tenth], tree_rss_mb(self.pipeline_pid))
-            self.stop.wait(1.0)
+            for pid, (role, seconds) in tree_cpu_seconds(self.pipeline_pid).items():
+                first = self.cpu_first.setdefault(pid, (role, seconds))
+                self.cpu_last[pid] = (first[0], seconds)
+            if self.stop.wait(1.0):
+                return
+
+    def cpu_by_role(self) -> dict[str, float]:
+        totals: Counter[str] = Counter()
+        for pid, (role, last) in self.cpu_last.items():
+            totals[role] += last - self.cpu_first[pid][1]
+        return dict(totals)
 
     def _progress(self, began: float) -> None:
         while not self.stop.wait(1.0):
@@ -362,26 +414,35 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
-def _tenths(tracked: list[_Tracked], total: int, began_at: float, peak_rss: list[float]) -> list[Tenth]:
-    tenths, previous_end = [], began_at
+def _tenths(tracked: list[_Tracked], total: int, peak_rss: list[float]) -> list[Tenth]:
+    """Tenths in settle order: the k-th tenth is the k-th tenth of N to become final, so its rate
+    is the pipeline's throughput while it held k/10 of N (the window's fill is not in it)."""
+    settled = sorted((t for t in tracked if t.settled is not None), key=lambda t: t.settled or 0.0)
+    tenths: list[Tenth] = []
+    previous_end: float | None = None
+    size = max(1, total // 10)
     for index in range(10):
-        members = [t for t in tracked if min(9, t.index * 10 // total) == index and t.settled is not None]
+        members = settled[index * size : (index + 1) * size if index < 9 else len(settled)]
         if not members:
-            continue
-        end = max(t.settled for t in members if t.settled is not None)
-        latencies = [((t.settled or 0) - t.posted) * 1000 for t in members]
+            break
+        times = [t.settled or 0.0 for t in members]
+        if previous_end is None:  # from the first settle: n - 1 intervals
+            rate = (len(members) - 1) / max(1e-9, times[-1] - times[0])
+        else:
+            rate = len(members) / max(1e-9, times[-1] - previous_end)
+        latencies = [((t.settled or 0.0) - t.posted) * 1000 for t in members]
         tenths.append(
             Tenth(
                 index=index + 1,
-                stored_before=index * total // 10,
+                stored_before=index * size,
                 transactions=len(members),
-                settle_rate=len(members) / max(1e-9, end - previous_end),
+                settle_rate=rate,
                 p50_ms=_percentile(latencies, 0.5),
                 p99_ms=_percentile(latencies, 0.99),
                 peak_rss_mb=peak_rss[index],
             )
         )
-        previous_end = end
+        previous_end = times[-1]
     return tenths
 
 
@@ -410,7 +471,6 @@ def run(transactions: int, attach: Path | None = None, workers_per_function: int
         pid = int(pid_file.read_text()) if pid_file.exists() else None
     try:
         soak = Soak(outputs, transactions, pid)
-        began_at = time.monotonic()
         seconds, tracked = soak.run()
         alerts, duplicates = _alerts(workdir / "outbox.jsonl", outputs["alert_topic_arn"])
         result = SoakResult(
@@ -422,7 +482,11 @@ def run(transactions: int, attach: Path | None = None, workers_per_function: int
             alerts=alerts,
             statuses=dict(Counter(t.status or "not final" for t in tracked)),
             seconds=seconds,
-            tenths=_tenths(tracked, transactions, began_at, soak.peak_rss),
+            tenths=_tenths(tracked, transactions, soak.peak_rss),
+            cpu_ms_per_transaction={
+                role: 1000 * seconds / max(1, len(tracked))
+                for role, seconds in sorted(soak.cpu_by_role().items())
+            },
             workers_per_function=workers_per_function or int(os.environ.get("TAP_LOCAL_WORKERS", "2")),
         )
     finally:
@@ -536,6 +600,23 @@ def render(result: SoakResult, plot_name: str | None) -> list[str]:
             for t in result.tenths
         ],
     )
+    if result.cpu_ms_per_transaction:
+        cpu_total = sum(result.cpu_ms_per_transaction.values())
+        out += [
+            "",
+            f"Where the time goes: CPU per settled transaction by process, over the whole run "
+            f"({cpu_total:.1f} ms in all; this machine has {os.cpu_count()} cores, so the CPU-bound "
+            f"ceiling is about {1000 * (os.cpu_count() or 1) / max(1e-9, cpu_total):.0f} tx/s, and a single "
+            "process, bound to one core by its GIL, caps the rate at 1000 / its ms):",
+            "",
+            *_table(
+                ["process", "CPU ms per transaction", "share"],
+                [
+                    [role, f"{ms:.1f}", f"{ms / max(1e-9, cpu_total):.0%}"]
+                    for role, ms in sorted(result.cpu_ms_per_transaction.items(), key=lambda item: -item[1])
+                ],
+            ),
+        ]
     out += [
         "",
         *_table(["target", "measured", "verdict"], [[n, m, _verdict(ok)] for n, m, ok in targets(result)]),

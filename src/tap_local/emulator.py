@@ -10,7 +10,6 @@ pipeline never leaves an emulator behind.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import subprocess
 import sys
@@ -28,6 +27,8 @@ LOOPBACK = "127.0.0.1"
 EMULATOR_ACCOUNT_ID = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 START_TIMEOUT_SECONDS = 60
+# Requests are served one at a time anyway (_SerializedApp); threads only overlap socket I/O.
+EMULATOR_THREADS = 8
 
 
 class _SerializedApp:
@@ -49,23 +50,25 @@ class _SerializedApp:
 
 def serve(port: int, announce: Callable[[int], None]) -> None:
     """The child's side: moto with our corrections, serialized, on loopback; `announce(port)` once
-    it accepts connections. Serves until the process ends."""
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    it accepts connections. Serves until the process ends.
+
+    Served by waitress, not moto's own werkzeug server: werkzeug closes the connection after every
+    response ("Connection: close"), so each emulated AWS call paid a TCP handshake and a new thread,
+    which was a fifth of the emulator's time under load. waitress keeps connections alive.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from waitress import create_server
 
     from tap_local import moto_fixes
 
     # Without them a call's cost grows with what the emulator holds (see the package).
     moto_fixes.install()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
     app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
-    server = make_server(LOOPBACK, port, app, threaded=True, request_handler=MotoRequestHandler)
-    announce(server.server_port)
-    server.serve_forever()
+    server = create_server(
+        app, host=LOOPBACK, port=port, threads=EMULATOR_THREADS, connection_limit=1000, channel_timeout=300
+    )
+    announce(int(server.effective_port))  # type: ignore[union-attr]  # a single TCP listener here
+    server.run()
 
 
 @dataclass

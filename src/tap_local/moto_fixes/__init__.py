@@ -9,10 +9,16 @@ an upgrade of moto makes someone look again (the fix may be upstream by then).
 
 from __future__ import annotations
 
-from tap_local.moto_fixes import backend_lookup, query_partition, sqs_retention, transact_snapshot
+from tap_local.moto_fixes import (
+    attribute_value_serializer,
+    backend_lookup,
+    query_partition,
+    sqs_retention,
+    transact_snapshot,
+)
 
 MOTO_VERSION = "5.2.5"
-FIXES = (transact_snapshot, query_partition, sqs_retention, backend_lookup)
+FIXES = (transact_snapshot, query_partition, sqs_retention, backend_lookup, attribute_value_serializer)
 
 
 def install() -> None:
