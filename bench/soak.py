@@ -231,10 +231,14 @@ class PipelineProcess:
             time.sleep(0.2)
         return dict(json.loads(self.outputs_path.read_text()))
 
-    def stop(self) -> tuple[float, int]:
-        """SIGTERM; seconds until the process exited, and how many processes of its session remain."""
+    def stop(self, how: str = "SIGTERM") -> tuple[float, int]:
+        """Stop it by SIGTERM, or by SIGINT to its whole process group ("Ctrl-C", as a terminal
+        sends it); seconds until the process exited, and how many processes of its session remain."""
         began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        if how == "Ctrl-C":
+            os.killpg(self.pid, signal.SIGINT)
+        else:
+            self.process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=60)
         seconds = time.monotonic() - began

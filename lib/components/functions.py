@@ -39,6 +39,11 @@ SQS_BATCH_SIZE = 10
 SQS_BATCHING_WINDOW_SECONDS = 1
 
 
+def deploying() -> bool:
+    """True when a Pulumi engine runs this program (preview or up), not mocks."""
+    return not isinstance(pulumi.runtime.settings.get_monitor(), pulumi.runtime.mocks.MockMonitor)
+
+
 @dataclass
 class FunctionsArgs:
     context: AwsContext
@@ -116,7 +121,11 @@ class Functions(TaggedComponent):
 
     def _warn_if_cold_starts_compile(self, layer_dir: str) -> None:
         """Bytecode is only written by the runtime's Python version; deploying without it works,
-        but every cold start then compiles the modules it imports (see lib/layer.py)."""
+        but every cold start then compiles the modules it imports (see lib/layer.py). Said only to
+        `pulumi preview`/`up`: a program evaluated under mocks (tests, the local pipeline, which runs
+        the functions from source) ships nothing, so the warning would only be noise there."""
+        if not deploying():
+            return
         problem = bytecode_problem(Path(layer_dir))
         if problem:
             pulumi.log.warn(problem, resource=self.dependency_layer)

@@ -169,8 +169,22 @@ def test_stack_warns_at_preview_when_cold_starts_would_compile(monkeypatch):
     monkeypatch.setattr(
         "lib.components.functions.pulumi.log.warn", lambda message, resource=None: warnings.append(message)
     )
+    monkeypatch.setattr("lib.components.functions.deploying", lambda: True)  # as under preview/up
     graph = evaluate_stack()
     for function in graph.of_type("aws:lambda/function:Function"):
         assert not [name for name in function.inputs["code"].assets if name.endswith(".pyc")]
     assert any("code asset ships no Python 3.12 bytecode" in warning for warning in warnings)
     assert any("layer" in warning and "holds no Python 3.12 bytecode" in warning for warning in warnings)
+
+
+def test_no_deploy_warnings_when_evaluated_under_mocks(monkeypatch):
+    """Issue 9: `make local` and `make demo` evaluate the program under mocks and ship nothing, so
+    the bytecode notices (which concern what `pulumi up` ships) are not printed there."""
+    from tests.unit.stack.conftest import evaluate_stack
+
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        "lib.components.functions.pulumi.log.warn", lambda message, resource=None: warnings.append(message)
+    )
+    evaluate_stack()
+    assert warnings == []
