@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench import cold_start, cost, cpu, hot_merchant, local_throughput
+from bench import cold_start, cost, cpu, hot_merchant, soak
 from bench.common import Mode, machine, median_spread
 
 
@@ -19,7 +19,7 @@ class Results:
     hot: hot_merchant.HotResult
     hot_single: hot_merchant.HotResult
     cpu: cpu.CpuResult
-    local: local_throughput.ThroughputResult
+    local: soak.SoakResult
     timings: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
 
@@ -123,10 +123,7 @@ def _targets(r: Results) -> list[tuple[str, str, bool]]:
                 item.concurrency_needed <= item.limit,
             )
         )
-    ratio = statistics.median(r.local.ratios)
-    rows.append(
-        ("local pipeline >= 2/3 of direct moto rate", f"{ratio:.2f}x", ratio >= local_throughput.TARGET_RATIO)
-    )
+    rows += soak.targets(r.local)
     return rows
 
 
@@ -454,42 +451,6 @@ def _cpu(r: Results) -> list[str]:
 
 
 def _local(r: Results) -> list[str]:
-    local = r.local
-    out = [
-        "## 4. Local pipeline throughput",
-        "",
-        "Method: a fresh `LocalPipeline` (ports 0, workers per function as configured, default 2). "
-        f"{local_throughput.CLIENT_THREADS} client threads POST transactions (card tokens) to the local API "
-        "for a bounded time and count; pipeline TPS = transactions that reached CLEARED/FLAGGED / time from "
-        "the first POST until all had. Direct TPS, right after in the same round against the same embedded "
-        f"moto server: {local_throughput.DIRECT_PROCESSES} child processes with "
-        f"{local_throughput.CLIENT_THREADS} threads in all make the calls one transaction costs (validator "
-        "TransactWriteItems + SendMessage; per batch of 10 one ReceiveMessage, per message BatchGetItem "
-        "(24 keys) + TransactWriteItems (4 entries), one baseline UpdateItem and one DeleteMessageBatch). "
-        f"Rounds: {len(local.ratios)} (after a warm-up).",
-        "",
-    ]
-    out += _table(
-        ["round", "transactions", "pipeline TPS", "direct moto TPS", "ratio"],
-        [
-            [index, n, f"{p:.1f}", f"{d:.1f}", f"{ratio:.2f}x"]
-            for index, (n, p, d, ratio) in enumerate(
-                zip(
-                    local.transactions_per_run,
-                    local.pipeline_tps,
-                    local.direct_tps,
-                    local.ratios,
-                    strict=True,
-                ),
-                1,
-            )
-        ],
-    )
-    median = statistics.median(local.ratios)
-    out += [
-        "",
-        f"Median ratio {median:.2f}x; target >= 0.67x {_verdict(median >= local_throughput.TARGET_RATIO)}.",
-        "",
-        "",
-    ]
-    return out
+    """Section 4, between the markers `make soak` rewrites on its own."""
+    plot_name = None if r.mode.quick else soak.PLOT_NAME
+    return [soak.SECTION_BEGIN, *soak.render(r.local, plot_name), soak.SECTION_END, ""]

@@ -34,7 +34,7 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         "### Hot merchant",
         "## 3. Handler CPU and capacity",
         "### Capacity at 1,000 TPS, 512 MB",
-        "## 4. Local pipeline throughput",
+        "## 4. Local pipeline soak",
         "## Summary of targets",
     ):
         assert heading in report
@@ -45,7 +45,9 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         "import+init without bytecode",
         "| 100 |",
         "Cache refresh, measured once",
-        "Median ratio",
+        "| process | CPU ms per transaction | share |",
+        "| emulator (moto) |",
+        "SIGTERM after the soak",
     ):
         assert figure in report
     assert "**Quick mode**" in report
