@@ -599,7 +599,8 @@ def render(result: SoakResult, plot_name: str | None) -> list[str]:
         "",
         f"Method: {__doc__.split(chr(10), 2)[2].strip()}".replace("\n", " "),
         "",
-        f"This run: {result.transactions:,} transactions (+{WINDOW} tail), {CLIENT_THREADS} POST threads, {POLL_THREADS} GET "
+        f"This run: {result.transactions:,} transactions (+{WINDOW} tail), {CLIENT_THREADS} POST threads, "
+        f"{POLL_THREADS} GET "
         f"threads, window {WINDOW}, {result.workers_per_function} workers per function; "
         f"{result.seconds:.0f} s in all. Accepted {result.accepted:,}; refused "
         f"{sum(result.rejected.values())} {result.rejected or ''}; final states {result.statuses}; "
