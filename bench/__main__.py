@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import cold_start, cost, cpu, hot_merchant, report, soak
+from bench import cold_start, cost, cpu, emulators, hot_merchant, report, soak
 from bench.common import REPO_ROOT, Mode
 
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         hot_single=_timed("hot merchant (batches of 1)", timings, hot_merchant.run, mode, 1),  # type: ignore[arg-type]
         cpu=_timed("handler cpu", timings, cpu.run, mode),  # type: ignore[arg-type]
         local=_timed("local soak", timings, soak.run_for_mode, mode),  # type: ignore[arg-type]
+        emulators=_timed("emulator per-call cost", timings, emulators.run, mode),  # type: ignore[arg-type]
         timings=timings,
     )
     results.total_seconds = time.perf_counter() - began

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench import cold_start, cost, cpu, hot_merchant, soak
+from bench import cold_start, cost, cpu, emulators, hot_merchant, soak
 from bench.common import Mode, machine, median_spread
 
 
@@ -20,6 +20,7 @@ class Results:
     hot_single: hot_merchant.HotResult
     cpu: cpu.CpuResult
     local: soak.SoakResult
+    emulators: list[emulators.EmulatorRun]
     timings: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
 
@@ -68,6 +69,7 @@ def render(r: Results) -> str:
     lines += _cost(r)
     lines += _cpu(r)
     lines += _local(r)
+    lines += emulators.render(r.emulators)
     add("## Summary of targets")
     add("")
     lines += _table(
@@ -78,7 +80,10 @@ def render(r: Results) -> str:
     add("## How to reproduce")
     add("")
     add("```bash")
-    add("make bench                    # full mode, rewrites BENCHMARKS.md (a few minutes)")
+    add(
+        "make bench                    # full mode, rewrites BENCHMARKS.md (about an hour: the soak is 100,000)"
+    )
+    add("make soak N=100000            # only section 4 (BENCH_SOAK_N sets make bench's N)")
     add("BENCH_MODE=quick make bench   # tiny sizes, < 60 s, writes a temp file (what CI runs)")
     add("```")
     add("")

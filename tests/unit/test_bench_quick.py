@@ -35,6 +35,7 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         "## 3. Handler CPU and capacity",
         "### Capacity at 1,000 TPS, 512 MB",
         "## 4. Local pipeline soak",
+        "## 5. Emulator cost per call against stored items",
         "## Summary of targets",
     ):
         assert heading in report
@@ -48,6 +49,8 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         "| process | CPU ms per transaction | share |",
         "| emulator (moto) |",
         "SIGTERM after the soak",
+        "| moto 5.2.5 as released |",
+        "| moto 5.2.5 + tap_local.moto_fixes |",
     ):
         assert figure in report
     assert "**Quick mode**" in report
