@@ -80,9 +80,7 @@ def render(r: Results) -> str:
     add("## How to reproduce")
     add("")
     add("```bash")
-    add(
-        "make bench                    # full mode, rewrites BENCHMARKS.md (about an hour: the soak is 100,000)"
-    )
+    add("make bench                    # full mode, rewrites BENCHMARKS.md (about an hour: soak of 100,000)")
     add("make soak N=100000            # only section 4 (BENCH_SOAK_N sets make bench's N)")
     add("BENCH_MODE=quick make bench   # tiny sizes, < 60 s, writes a temp file (what CI runs)")
     add("```")
