@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "
 START_TIMEOUT_SECONDS = 60
 # Requests are served one at a time anyway (_SerializedApp); threads only overlap socket I/O.
 EMULATOR_THREADS = 8
+# How often expired items are deleted (DynamoDB gives no bound; minutes keep a long run small).
+TTL_SWEEP_SECONDS = 30
 
 
 class _SerializedApp:
@@ -41,10 +44,10 @@ class _SerializedApp:
 
     def __init__(self, app: Callable[..., Iterable[bytes]]):
         self._app = app
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
-        with self._lock:
+        with self.lock:
             return list(self._app(environ, start_response))
 
 
@@ -66,11 +69,23 @@ def serve(port: int, announce: Callable[[int], None]) -> None:
     if os.environ.get("TAP_LOCAL_MOTO_FIXES") != "none":
         moto_fixes.install()
     app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
+    if os.environ.get("TAP_LOCAL_MOTO_FIXES") != "none":
+        threading.Thread(target=_expire_items, args=(app,), name="ttl-expiry", daemon=True).start()
     server = create_server(
         app, host=LOOPBACK, port=port, threads=EMULATOR_THREADS, connection_limit=1000, channel_timeout=300
     )
     announce(int(server.effective_port))  # type: ignore[union-attr]  # a single TCP listener here
     server.run()
+
+
+def _expire_items(app: _SerializedApp) -> None:
+    """DynamoDB's TTL deletions, which moto never makes (see moto_fixes/ttl_expiry.py)."""
+    from tap_local.moto_fixes import ttl_expiry
+
+    while True:
+        time.sleep(TTL_SWEEP_SECONDS)
+        with app.lock:  # no request runs while items are deleted
+            ttl_expiry.delete_expired()
 
 
 @dataclass

@@ -3,7 +3,8 @@ not grow with the data it holds (issue 9). One module per correction, each with 
 was written against, why it is needed, what it changes, and a note fit for an upstream report.
 
 Only the local pipeline's embedded emulator installs them; the function tests run on moto as
-released. `MOTO_VERSION` pins what they were checked against: the tests refuse another version, so
+released. `ttl_expiry` is not a patch but a sweep the emulator runs on a timer (moto never expires items).
+`MOTO_VERSION` pins what they were checked against: the tests refuse another version, so
 an upgrade of moto makes someone look again (the fix may be upstream by then).
 """
 
@@ -12,13 +13,21 @@ from __future__ import annotations
 from tap_local.moto_fixes import (
     attribute_value_serializer,
     backend_lookup,
+    item_memory,
     query_partition,
     sqs_retention,
     transact_snapshot,
 )
 
 MOTO_VERSION = "5.2.5"
-FIXES = (transact_snapshot, query_partition, sqs_retention, backend_lookup, attribute_value_serializer)
+FIXES = (
+    transact_snapshot,
+    query_partition,
+    sqs_retention,
+    backend_lookup,
+    attribute_value_serializer,
+    item_memory,
+)
 
 
 def install() -> None:

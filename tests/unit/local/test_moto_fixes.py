@@ -48,6 +48,7 @@ ORIGINALS: dict[str, Any] = {
     ),
     "moto.backends.list_of_moto_modules": moto.backends.list_of_moto_modules,
     "BaseJSONSerializer._serialize_type_structure": BaseJSONSerializer._serialize_type_structure,
+    "Item.__init__": Item.__init__,
 }
 
 
@@ -61,6 +62,7 @@ def current_functions() -> dict[str, Any]:
         ),
         "moto.backends.list_of_moto_modules": moto.backends.list_of_moto_modules,
         "BaseJSONSerializer._serialize_type_structure": BaseJSONSerializer._serialize_type_structure,
+        "Item.__init__": Item.__init__,
     }
 
 
@@ -1125,3 +1127,65 @@ def test_attribute_values_of_every_type_are_returned_as_released_moto_returns_th
     assert patched == released
     assert released["get"]["Item"]["nested"]["M"]["list"]["L"][1] == {"B": b"\x01"}
     assert released["update"]["Attributes"]["number"] == n("2.50")  # moto keeps the operand's scale
+
+
+# -- item_memory ----------------------------------------------------------------------------------
+
+
+def test_items_share_attribute_names_and_short_values(installed: None) -> None:
+    """Equal names and short values are one string object across items; long values are not
+    interned (mostly unique ids); every response above is unchanged with this installed."""
+    with mock_aws():
+        client = dynamodb()
+        create_accounts(client)
+        long_value = "x" * 40
+        for key in ("first", "second"):
+            client.put_item(
+                TableName=ACCOUNTS,
+                Item={"pk": s(key), "status_name": s("CLEARED"), "note": s(long_value), "amount": n("7.07")},
+            )
+        first, second = (backend_table(ACCOUNTS).items[DynamoType(s(key))] for key in ("first", "second"))
+        assert first.attrs["status_name"].value == "CLEARED"
+        name_first = next(name for name in first.attrs if name == "status_name")
+        name_second = next(name for name in second.attrs if name == "status_name")
+        assert name_first is name_second
+        assert first.attrs["status_name"].value is second.attrs["status_name"].value
+        assert first.attrs["amount"].value is second.attrs["amount"].value
+        assert client.get_item(TableName=ACCOUNTS, Key={"pk": s("first")})["Item"]["note"] == s(long_value)
+
+
+# -- ttl_expiry -----------------------------------------------------------------------------------
+
+
+def test_expired_items_are_deleted_as_dynamodb_does(released_moto: None) -> None:
+    """Only a Number TTL attribute at or before now expires; missing or non-Number ones never do;
+    a table without TTL keeps everything; an emptied partition disappears."""
+    from tap_local.moto_fixes import ttl_expiry
+
+    now = 1_800_000_000
+    with mock_aws():
+        client = dynamodb()
+        create_ledger(client)
+        client.update_time_to_live(
+            TableName=LEDGER, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+        create_accounts(client)  # no TTL
+        rows = {
+            ("p1", "t1"): {"expires_at": n(now - 1)},  # expired
+            ("p1", "t2"): {"expires_at": n(now)},  # expires exactly now
+            ("p2", "t1"): {"expires_at": n(now + 60)},  # not yet
+            ("p2", "t2"): {"expires_at": s(str(now - 100))},  # not a Number: never
+            ("p3", "t1"): {},  # no TTL attribute: never
+        }
+        for (partition, sort), extra in rows.items():
+            client.put_item(TableName=LEDGER, Item={**ledger_key(partition, sort), **extra})
+        client.put_item(TableName=ACCOUNTS, Item={"pk": s("a1"), "expires_at": n(now - 1)})
+
+        assert ttl_expiry.delete_expired(now) == 2
+
+        left = {(item["pk"]["S"], item["sk"]["S"]) for item in client.scan(TableName=LEDGER)["Items"]}
+        assert left == {("p2", "t1"), ("p2", "t2"), ("p3", "t1")}
+        assert canonical(s("p1")) not in partition_keys(LEDGER)
+        assert canonical(s("p2")) in partition_keys(LEDGER)
+        assert client.scan(TableName=ACCOUNTS)["Count"] == 1
+        assert ttl_expiry.delete_expired(now) == 0
