@@ -135,10 +135,6 @@ class SqsPoller:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def stop(self) -> None:
-        self.signal_stop()
-        self.join(time.monotonic() + 10)
-
     def _receive_batch(self, sqs: Any) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         window_ends = time.monotonic() + self.spec.batching_window_seconds
