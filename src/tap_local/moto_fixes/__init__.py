@@ -13,6 +13,7 @@ from __future__ import annotations
 from tap_local.moto_fixes import (
     attribute_value_serializer,
     backend_lookup,
+    instance_tracking,
     item_memory,
     query_partition,
     sqs_retention,
@@ -27,6 +28,7 @@ FIXES = (
     backend_lookup,
     attribute_value_serializer,
     item_memory,
+    instance_tracking,
 )
 
 

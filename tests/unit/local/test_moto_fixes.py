@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.common_models import BaseModel
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
@@ -49,6 +50,7 @@ ORIGINALS: dict[str, Any] = {
     "moto.backends.list_of_moto_modules": moto.backends.list_of_moto_modules,
     "BaseJSONSerializer._serialize_type_structure": BaseJSONSerializer._serialize_type_structure,
     "Item.__init__": Item.__init__,
+    "BaseModel.__new__": BaseModel.__new__,
 }
 
 
@@ -63,6 +65,7 @@ def current_functions() -> dict[str, Any]:
         "moto.backends.list_of_moto_modules": moto.backends.list_of_moto_modules,
         "BaseJSONSerializer._serialize_type_structure": BaseJSONSerializer._serialize_type_structure,
         "Item.__init__": Item.__init__,
+        "BaseModel.__new__": BaseModel.__new__,
     }
 
 
@@ -1189,3 +1192,42 @@ def test_expired_items_are_deleted_as_dynamodb_does(released_moto: None) -> None
         assert canonical(s("p2")) in partition_keys(LEDGER)
         assert client.scan(TableName=ACCOUNTS)["Count"] == 1
         assert ttl_expiry.delete_expired(now) == 0
+
+
+# -- instance_tracking ----------------------------------------------------------------------------
+
+
+def _item_and_message_refs() -> tuple[Any, Any]:
+    """Weak references to a DynamoDB item and an SQS message that moto no longer holds."""
+    import weakref
+
+    client = dynamodb()
+    create_accounts(client)
+    client.put_item(TableName=ACCOUNTS, Item={"pk": s("gone"), "label": s("x")})
+    item_ref = weakref.ref(backend_table(ACCOUNTS).items[DynamoType(s("gone"))])
+    client.delete_item(TableName=ACCOUNTS, Key={"pk": s("gone")})
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="tracked")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="hello")
+    backend = sqs_backends[DEFAULT_ACCOUNT_ID][REGION]
+    message_ref = weakref.ref(backend.queues["tracked"]._messages[0])
+    (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return item_ref, message_ref
+
+
+def test_deleted_items_and_messages_are_freed_only_with_the_fix(
+    both_ways: Callable[[Scenario], tuple[Any, Any]],
+) -> None:
+    """Released moto keeps every Item and Message it created (instances_tracked, for its
+    dashboard) until a reset; with the fix a deleted one is garbage like any other object."""
+    import gc
+
+    def freed() -> tuple[bool, bool]:
+        item_ref, message_ref = _item_and_message_refs()
+        gc.collect()
+        return item_ref() is None, message_ref() is None
+
+    released, patched = both_ways(freed)
+    assert released == (False, False)
+    assert patched == (True, True)
