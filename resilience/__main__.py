@@ -30,7 +30,7 @@ SIZES = {
     "quick": Sizes(fuzz_cases=300, fault_transactions=120, fault_rate=0.05, load_seconds=20,
                    load_rate=10, card_transactions=24),
     "long": Sizes(fuzz_cases=3000, fault_transactions=2000, fault_rate=0.05, load_seconds=60,
-                  load_rate=20, card_transactions=200),
+                  load_rate=50, card_transactions=200),
 }  # fmt: skip
 
 
