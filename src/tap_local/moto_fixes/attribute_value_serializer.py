@@ -18,16 +18,15 @@ structure path costs ~10 member lookups per attribute; a fast path for single sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from moto.core.serialize import BaseJSONSerializer
 
+from tap_local.moto_fixes.patching import Patch
+
 _STRING_MEMBERS = frozenset({"S", "N"})
 _BOOL_MEMBERS = frozenset({"BOOL", "NULL"})
 _STRING_SET_MEMBERS = frozenset({"SS", "NS"})
-
-_original: Callable[..., None] | None = None
 
 
 def _scalar_attribute_value(value: Any) -> dict[str, Any] | None:
@@ -47,24 +46,20 @@ def _scalar_attribute_value(value: Any) -> dict[str, Any] | None:
 def _serialize_type_structure(
     self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str
 ) -> None:
-    assert _original is not None
     if key and shape.name == "AttributeValue":
         direct = _scalar_attribute_value(value)
         if direct is not None:
             self._default_serialize(serialized, direct, shape, key)
             return
-    _original(self, serialized, value, shape, key)
+    _PATCH.original(self, serialized, value, shape, key)
+
+
+_PATCH = Patch(BaseJSONSerializer, "_serialize_type_structure", _serialize_type_structure)
 
 
 def install() -> None:
-    global _original
-    if _original is None:
-        _original = BaseJSONSerializer._serialize_type_structure
-        BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]  # the point of this module
+    _PATCH.install()
 
 
 def uninstall() -> None:
-    global _original
-    if _original is not None:
-        BaseJSONSerializer._serialize_type_structure = _original  # type: ignore[method-assign]
-        _original = None
+    _PATCH.uninstall()

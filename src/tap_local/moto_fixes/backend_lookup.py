@@ -14,31 +14,30 @@ DomainDispatcherApplication.get_backend_for_host and hits the filesystem each ti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import moto.backends as moto_backends
 
-_original: Callable[[], Iterable[str]] | None = None
+from tap_local.moto_fixes.patching import Patch
+
 _names: tuple[str, ...] | None = None
 
 
 def _list_of_moto_modules() -> Iterable[str]:
     global _names
     if _names is None:
-        assert _original is not None
-        _names = tuple(_original())
+        _names = tuple(_PATCH.original())
     return iter(_names)
 
 
+_PATCH = Patch(moto_backends, "list_of_moto_modules", _list_of_moto_modules)
+
+
 def install() -> None:
-    global _original
-    if _original is None:
-        _original = moto_backends.list_of_moto_modules
-        moto_backends.list_of_moto_modules = _list_of_moto_modules
+    _PATCH.install()
 
 
 def uninstall() -> None:
-    global _original, _names
-    if _original is not None:
-        moto_backends.list_of_moto_modules = _original
-        _original, _names = None, None
+    global _names
+    _PATCH.uninstall()
+    _names = None  # listed again after the next install

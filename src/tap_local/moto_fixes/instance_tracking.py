@@ -20,34 +20,31 @@ all, bounds memory."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from moto.core.common_models import BaseModel
 from moto.dynamodb.models.dynamo_type import Item
 from moto.sqs.models import Message
 
-UNTRACKED: frozenset[type] = frozenset({Item, Message})
+from tap_local.moto_fixes.patching import Patch
 
-_original_new: Callable[..., Any] | None = None
+UNTRACKED: frozenset[type] = frozenset({Item, Message})
 
 
 def _new(cls: type, *args: Any, **kwargs: Any) -> Any:
-    assert _original_new is not None
     if cls in UNTRACKED:
         return object.__new__(cls)  # what BaseModel.__new__ does, without the append
-    return _original_new(cls, *args, **kwargs)
+    return _PATCH.original(cls, *args, **kwargs)
+
+
+# getattr(BaseModel, "__new__") is the plain function BaseModel defines (the implicit staticmethod is
+# unwrapped), and setattr of a plain function as __new__ works: uninstall puts back that very object.
+_PATCH = Patch(BaseModel, "__new__", _new)
 
 
 def install() -> None:
-    global _original_new
-    if _original_new is None:
-        _original_new = BaseModel.__new__
-        BaseModel.__new__ = _new  # type: ignore[method-assign,assignment]  # the point of this module
+    _PATCH.install()
 
 
 def uninstall() -> None:
-    global _original_new
-    if _original_new is not None:
-        BaseModel.__new__ = _original_new  # type: ignore[method-assign]
-        _original_new = None
+    _PATCH.uninstall()

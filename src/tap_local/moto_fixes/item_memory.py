@@ -19,15 +19,14 @@ interning names (and short values) cuts per-item memory by about 20 % for typica
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
+from tap_local.moto_fixes.patching import Patch
+
 SHARED_VALUE_MAX_LENGTH = 20
 _SCALAR_TYPES = frozenset({"S", "N"})
-
-_original_init: Callable[..., None] | None = None
 
 
 def _share(value: DynamoType) -> None:
@@ -40,8 +39,7 @@ def _share(value: DynamoType) -> None:
 
 
 def _init(self: Item, hash_key: DynamoType, range_key: DynamoType | None, attrs: dict[str, Any]) -> None:
-    assert _original_init is not None
-    _original_init(self, hash_key, range_key, attrs)
+    _PATCH.original(self, hash_key, range_key, attrs)
     shared = {}
     for name, value in self.attrs.items():
         _share(value)
@@ -51,15 +49,12 @@ def _init(self: Item, hash_key: DynamoType, range_key: DynamoType | None, attrs:
     dict.update(self.attrs, shared)
 
 
+_PATCH = Patch(Item, "__init__", _init)
+
+
 def install() -> None:
-    global _original_init
-    if _original_init is None:
-        _original_init = Item.__init__
-        Item.__init__ = _init  # type: ignore[method-assign]  # the point of this module
+    _PATCH.install()
 
 
 def uninstall() -> None:
-    global _original_init
-    if _original_init is not None:
-        Item.__init__ = _original_init  # type: ignore[method-assign]
-        _original_init = None
+    _PATCH.uninstall()

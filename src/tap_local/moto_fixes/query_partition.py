@@ -18,22 +18,20 @@ sorted) by hash key; reading self.items[hash_key] makes a partition query O(part
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 
+from tap_local.moto_fixes.patching import Patch, Patches
+
 _partition_scope = threading.local()
-_original_query: Callable[..., Any] | None = None
-_original_all_items: Callable[[Table], list[Item]] | None = None
 
 
 def _all_items(self: Table) -> list[Item]:
-    assert _original_all_items is not None
     scope = getattr(_partition_scope, "partition", None)
     if scope is None or scope[0] is not self:
-        return _original_all_items(self)
+        return _ALL_ITEMS.original(self)
     partition = self.items.get(scope[1])
     if partition is None:
         return []
@@ -42,27 +40,24 @@ def _all_items(self: Table) -> list[Item]:
 
 
 def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-    assert _original_query is not None
     index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
     if index_name or hash_key is None:
-        return _original_query(self, hash_key, *args, **kwargs)
+        return _QUERY.original(self, hash_key, *args, **kwargs)
     _partition_scope.partition = (self, hash_key)
     try:
-        return _original_query(self, hash_key, *args, **kwargs)
+        return _QUERY.original(self, hash_key, *args, **kwargs)
     finally:
         _partition_scope.partition = None
 
 
+_QUERY = Patch(Table, "query", _query)
+_ALL_ITEMS = Patch(Table, "all_items", _all_items)
+_PATCHES = Patches((_QUERY, _ALL_ITEMS))
+
+
 def install() -> None:
-    global _original_query, _original_all_items
-    if _original_query is None:
-        _original_query, _original_all_items = Table.query, Table.all_items
-        Table.query = _query  # type: ignore[method-assign]  # the point of this module
-        Table.all_items = _all_items  # type: ignore[method-assign]
+    _PATCHES.install()
 
 
 def uninstall() -> None:
-    global _original_query, _original_all_items
-    if _original_query is not None and _original_all_items is not None:
-        Table.query, Table.all_items = _original_query, _original_all_items  # type: ignore[method-assign]
-        _original_query = _original_all_items = None
+    _PATCHES.uninstall()

@@ -22,12 +22,10 @@ makes receive_message O(batch) for the check."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from moto.core.utils import unix_time
 from moto.sqs.models import Message, SQSBackend
 
-_original: Callable[..., bool] | None = None
+from tap_local.moto_fixes.patching import Patch
 
 
 def _is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Message) -> bool:
@@ -35,15 +33,16 @@ def _is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: st
     return retention_period + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]  # int once sent
 
 
+_PATCH = Patch(
+    SQSBackend,
+    "is_message_valid_based_on_retention_period",
+    _is_message_valid_based_on_retention_period,
+)
+
+
 def install() -> None:
-    global _original
-    if _original is None:
-        _original = SQSBackend.is_message_valid_based_on_retention_period
-        SQSBackend.is_message_valid_based_on_retention_period = _is_message_valid_based_on_retention_period  # type: ignore[method-assign]  # the point of this module
+    _PATCH.install()
 
 
 def uninstall() -> None:
-    global _original
-    if _original is not None:
-        SQSBackend.is_message_valid_based_on_retention_period = _original  # type: ignore[method-assign]
-        _original = None
+    _PATCH.uninstall()

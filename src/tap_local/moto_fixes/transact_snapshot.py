@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,8 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
+
+from tap_local.moto_fixes.patching import Patch, Patches
 
 _real_deepcopy = copy.deepcopy
 _in_patched_transaction = threading.local()
@@ -143,15 +144,11 @@ def _addressed_key(table: Table, operation: dict[str, Any]) -> tuple[DynamoType,
     return DynamoType(attributes[table.hash_key_attr]), range_key
 
 
-_original_transact_write_items: Callable[..., None] | None = None
-
-
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    assert _original_transact_write_items is not None
     snapshot = TouchedItemsSnapshot.take(self, transact_items)
     _in_patched_transaction.active = True
     try:
-        _original_transact_write_items(self, transact_items)
+        _TRANSACT_WRITE_ITEMS.original(self, transact_items)
     except BaseException:
         snapshot.restore()
         raise
@@ -159,21 +156,21 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         _in_patched_transaction.active = False
 
 
+_TRANSACT_WRITE_ITEMS = Patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
+_PATCHES = Patches(
+    (
+        _TRANSACT_WRITE_ITEMS,
+        # the ``copy`` module as moto.dynamodb.models sees it; see the class docstring
+        Patch(dynamodb_models, "copy", _CopyModuleWithoutTableSnapshots()),
+    )
+)
+
+
 def install() -> None:
     """Patch moto in this process (idempotent). Call before the first transaction."""
-    global _original_transact_write_items
-    if _original_transact_write_items is not None:
-        return
-    _original_transact_write_items = DynamoDBBackend.transact_write_items
-    dynamodb_models.copy = _CopyModuleWithoutTableSnapshots()  # type: ignore[assignment]  # see class docstring
-    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]  # the point of this module
+    _PATCHES.install()
 
 
 def uninstall() -> None:
     """Undo `install` (the rollback tests compare patched and unpatched moto in one process)."""
-    global _original_transact_write_items
-    if _original_transact_write_items is None:
-        return
-    DynamoDBBackend.transact_write_items = _original_transact_write_items  # type: ignore[method-assign]
-    dynamodb_models.copy = copy  # type: ignore[assignment]
-    _original_transact_write_items = None
+    _PATCHES.uninstall()

@@ -38,21 +38,6 @@ from tap_local.moto_fixes import sqs_retention
 REGION = "us-east-2"
 SEED = 20240609
 
-# moto's own functions, taken before any test can install a correction (checked in
-# test_originals_are_moto_as_released, so a stray install elsewhere cannot fool the identity tests).
-ORIGINALS: dict[str, Any] = {
-    "DynamoDBBackend.transact_write_items": DynamoDBBackend.transact_write_items,
-    "Table.query": Table.query,
-    "Table.all_items": Table.all_items,
-    "SQSBackend.is_message_valid_based_on_retention_period": (
-        SQSBackend.is_message_valid_based_on_retention_period
-    ),
-    "moto.backends.list_of_moto_modules": moto.backends.list_of_moto_modules,
-    "BaseJSONSerializer._serialize_type_structure": BaseJSONSerializer._serialize_type_structure,
-    "Item.__init__": Item.__init__,
-    "BaseModel.__new__": BaseModel.__new__,
-}
-
 
 def current_functions() -> dict[str, Any]:
     return {
@@ -67,6 +52,11 @@ def current_functions() -> dict[str, Any]:
         "Item.__init__": Item.__init__,
         "BaseModel.__new__": BaseModel.__new__,
     }
+
+
+# moto's own functions, taken before any test can install a correction (checked in
+# test_originals_are_moto_as_released, so a stray install elsewhere cannot fool the identity tests).
+ORIGINALS: dict[str, Any] = current_functions()
 
 
 # --------------------------------------------------------------------------------------------------
