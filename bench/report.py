@@ -82,7 +82,7 @@ def render(r: Results) -> str:
     add("```bash")
     add("make bench                    # full mode, rewrites BENCHMARKS.md (about an hour: soak of 100,000)")
     add("make soak N=100000            # only section 4 (BENCH_SOAK_N sets make bench's N)")
-    add("BENCH_MODE=quick make bench   # tiny sizes, < 60 s, writes a temp file (what CI runs)")
+    add("BENCH_MODE=quick make bench   # tiny sizes, about 2 minutes, writes a temp file (what CI runs)")
     add("```")
     add("")
     add("Time per benchmark in this run: " + ", ".join(f"{k} {v:.0f} s" for k, v in r.timings.items()) + ".")
