@@ -15,7 +15,7 @@ import threading
 import pytest
 import requests
 
-from bench.soak import PipelineProcess, session_members
+from bench.pipeline_process import PipelineProcess, session_members
 
 BURST = 160
 THREADS = 8
