@@ -21,28 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT
+from tap_local.processes import descendants
 
 PIPELINE_START_TIMEOUT = 180.0
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        found: list[int] = []
-        for task in tasks:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        return found
-    except OSError:
-        return []
-
-
 def process_tree(pid: int) -> list[int]:
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending += _children(current)
-    return tree
+    return [pid, *descendants(pid)]
 
 
 def tree_memory_mb(pid: int) -> float:

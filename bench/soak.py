@@ -138,7 +138,6 @@ class Soak:
         self.stop = threading.Event()
         self.peak_memory = [0.0] * 10
         self.settled = 0
-        self.settle_times: list[tuple[float, _Tracked]] = []
         self.cpu_first: dict[int, tuple[str, float]] = {}
         self.cpu_last: dict[int, tuple[str, float]] = {}
         self.tenth_of = lambda index: min(9, index * 10 // max(1, transactions))
@@ -210,7 +209,6 @@ class Soak:
                 tracked.settled, tracked.status = time.monotonic(), status
                 with self.lock:
                     self.settled += 1
-                    self.settle_times.append((tracked.settled, tracked))
                 self.window.release()
             else:
                 with self.lock:
@@ -236,7 +234,7 @@ class Soak:
 
     def _progress(self, began: float) -> None:
         while not self.stop.wait(1.0):
-            settled = sum(1 for t in self.tracked if t is not None and t.settled is not None)
+            settled = self.settled
             width = 40
             filled = int(width * settled / max(1, self.total))
             rate = settled / max(1e-9, time.monotonic() - began)

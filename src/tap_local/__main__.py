@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from tap_local.pipeline import LocalConfig, LocalPipeline
+from tap_local.processes import descendants
 
 
 def _banner(pipeline: LocalPipeline) -> str:
@@ -54,22 +55,10 @@ def _stop_watchdog() -> None:
     """Kill every process this one started and exit, if a clean stop has not finished in time."""
     time.sleep(STOP_DEADLINE_SECONDS)
     print("Stop took too long: killing the function workers and exiting.", file=sys.stderr, flush=True)
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     os._exit(1)
-
-
-def _descendants(pid: int) -> list[int]:
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = [int(c) for c in (task / "children").read_text().split()]
-                found += children
-                pending += children
-    return found
 
 
 def up(_: argparse.Namespace) -> int:

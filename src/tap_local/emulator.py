@@ -66,10 +66,11 @@ def serve(port: int, announce: Callable[[int], None]) -> None:
 
     # Without them a call's cost grows with what the emulator holds (see the package). "none" is
     # for bench/emulators.py, which measures moto as released against the corrected one.
-    if os.environ.get("TAP_LOCAL_MOTO_FIXES") != "none":
+    corrected = os.environ.get("TAP_LOCAL_MOTO_FIXES") != "none"
+    if corrected:
         moto_fixes.install()
     app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
-    if os.environ.get("TAP_LOCAL_MOTO_FIXES") != "none":
+    if corrected:
         threading.Thread(target=_expire_items, args=(app,), name="ttl-expiry", daemon=True).start()
     server = create_server(
         app, host=LOOPBACK, port=port, threads=EMULATOR_THREADS, connection_limit=1000, channel_timeout=300
@@ -125,10 +126,6 @@ class Emulator:
         for stream in (process.stdin, process.stdout):
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]  # both were opened as pipes
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     @property
     def endpoint_url(self) -> str:

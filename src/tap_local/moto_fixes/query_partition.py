@@ -35,8 +35,9 @@ def _all_items(self: Table) -> list[Item]:
     partition = self.items.get(scope[1])
     if partition is None:
         return []
-    items = list(partition.values()) if self.range_key_attr else [partition]  # type: ignore[list-item]  # moto keeps a bare Item when there is no range key
-    return sorted(items, key=lambda item: item.range_key) if self.range_key_attr else items  # type: ignore[arg-type,return-value]  # range keys are set on a table that has them
+    if not self.range_key_attr:
+        return [partition]  # type: ignore[list-item]  # moto keeps a bare Item when there is no range key
+    return sorted(partition.values(), key=lambda item: item.range_key)  # type: ignore[arg-type,return-value]  # range keys are set on a table that has them
 
 
 def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
