@@ -21,9 +21,12 @@ STRICT_RULES = (
     "velocity_1m",
     "velocity_1h",
     "amount_spike",
+    "foreign_large_amount",
     "card_testing",
     "duplicate",
+    "merchant_spread",
     "geo_mismatch",
+    "high_risk_country",
     "amount_over_limit",
 )
 

@@ -35,6 +35,9 @@ LOG_RETENTION_DAYS = 30  # P7
 METRICS_NAMESPACE = "TapTransactionPipeline"
 MERCHANT_INDEX_SHARDS = 16
 FRAUD_STATE_SHARDS = 16
+# How long a detector container reuses a merchant's amount profile: one read per merchant and
+# currency per minute, instead of one per transaction (BENCHMARKS.md section 2).
+FRAUD_PROFILE_CACHE_SECONDS = 60
 SQS_BATCH_SIZE = 10
 SQS_BATCHING_WINDOW_SECONDS = 1
 
@@ -171,9 +174,11 @@ class Functions(TaggedComponent):
                     **merchant_env,
                     "TRANSACTION_QUEUE_URL": messaging.transaction_queue.url,
                     "CARD_FINGERPRINT_SECRET_ARN": args.card_fingerprint_secret_arn,
+                    "FRAUD_STATE_TABLE_NAME": data.fraud_state_table.name,
                 },
                 # Exactly the calls it makes: records written in one TransactWriteItems with their
-                # guard items (Put on both tables), read back by key or by id (GET), no updates.
+                # guard items and card events (Put on three tables), read back by key or by id
+                # (GET), no updates. In the fraud-state table only card events (card#...).
                 statements=[
                     read_merchants,
                     iam.allow(
@@ -185,6 +190,12 @@ class Functions(TaggedComponent):
                         "RequestGuards",
                         ["dynamodb:GetItem", "dynamodb:PutItem"],
                         [data.idempotency_table.arn],
+                    ),
+                    iam.allow(
+                        "RecordCardEvents",
+                        ["dynamodb:PutItem"],
+                        [data.fraud_state_table.arn],
+                        condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["card#*"]}},
                     ),
                     iam.allow("EnqueueTransactions", ["sqs:SendMessage"], [messaging.transaction_queue.arn]),
                     iam.allow(
@@ -205,6 +216,7 @@ class Functions(TaggedComponent):
                     **merchant_env,
                     "FRAUD_STATE_TABLE_NAME": data.fraud_state_table.name,
                     "FRAUD_STATE_SHARDS": str(FRAUD_STATE_SHARDS),
+                    "FRAUD_PROFILE_CACHE_SECONDS": str(FRAUD_PROFILE_CACHE_SECONDS),
                     "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
                 },
                 statements=[
@@ -226,8 +238,13 @@ class Functions(TaggedComponent):
                         [data.transactions_table.arn],
                     ),
                     iam.allow(
-                        "FraudAggregates",
-                        ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                        "FraudState",
+                        [
+                            "dynamodb:Query",
+                            "dynamodb:BatchGetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                        ],
                         [data.fraud_state_table.arn],
                     ),
                     idempotency,

@@ -1,34 +1,42 @@
-"""Fraud-state aggregates in DynamoDB: constant cost per transaction, no hot items.
+"""Fraud state in DynamoDB: each card's recent transactions and each merchant's amount profile.
 
-Every transaction reads a fixed set of items (one ``BatchGetItem``) and updates a fixed set (the
-card-scoped ones inside the same ``TransactWriteItems`` as its final status, the merchant baseline
-once per batch), however long the history grows:
+Constant cost per transaction, no hot items, and features that do not depend on the order in
+which the detector happens to process messages:
 
-* card velocity, per card fingerprint, 1-minute and 1-hour windows: two-bucket sliding-window
-  approximation. Counts live in the current and previous fixed buckets; the estimate is
-  ``current + previous * (1 - elapsed fraction of current bucket)``. Items expire by TTL.
-* card testing: the same two-bucket counter per card for small amounts (at most
-  ``SMALL_AMOUNT_MINOR_UNITS`` minor units), across all merchants, 1-hour window.
-* duplicate: per (card, merchant, currency, amount), the time and id of the last occurrence.
-* merchant amount baseline, per merchant and currency: count / sum / sum of squares, updated with
-  ``ADD`` (additive, so order does not matter) on one of ``FRAUD_STATE_SHARDS`` shard items, once
-  per batch (:class:`BaselineBuffer`). Readers sum all shards, plus an optional ``seed`` item
-  written once from the merchant's history (``merchant-index``) when no aggregate exists yet.
-  At 1,000 TPS on one merchant, batches of 10 and 16 shards, each shard item takes ~6 writes/s
-  (~63/s even with single-message batches); the card-keyed items only see one card's traffic.
+* **Card history.** Every accepted transaction writes one small *card event* item at intake, inside
+  the validator's ``TransactWriteItems`` with the RECEIVED record (so it costs no extra request and
+  exists exactly when the record does): ``pk = card#<fingerprint>``, ``sk = <receive ms>#<id>``,
+  with merchant, currency, amount and a small-amount flag (no card data), expiring after
+  :data:`CARD_EVENT_TTL_SECONDS`. The detector reads the events of the card received *before* the
+  transaction in the last hour with one strongly consistent ``Query`` (at most
+  :data:`CARD_HISTORY_LIMIT` items) and derives velocity, card testing, duplicates and merchant
+  spread from them. Because every event is written before its transaction is even queued, and
+  only events earlier by receive time count, a transaction sees the same history whichever
+  messages the detector processed before it: of a duplicate pair the later one is flagged, and the
+  seventh use of a card counts six earlier ones, in any processing order.
+* **Merchant amount profile** (:mod:`tap_pipeline.amounts`): a histogram of ln(amount) of cleared
+  transactions per merchant and currency, sharded over ``FRAUD_STATE_SHARDS`` items updated with
+  ``ADD`` once per batch (:class:`ProfileBuffer`), plus a ``seed`` item built once from the
+  merchant's history. A container reads it with one ``BatchGetItem`` and keeps it for
+  ``FRAUD_PROFILE_CACHE_SECONDS``, so at volume the read is shared by many transactions.
+  Flagged amounts and amounts far above the profile never enter it (it cannot be poisoned by the
+  attack it is meant to catch), and its quantiles are robust to what does get in.
 
-Times are the transaction's receive time (server clock), so a redelivered message lands in the
-same buckets and a slow queue does not distort the windows.
+Hot items: the card events of one card live in one partition, which only that card's traffic
+touches. The profile shards see about 6 writes/s each when one merchant sends 1,000 TPS.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tap_pipeline import aws, money
+from tap_pipeline import amounts, aws, money
+from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.models import TransactionMessage
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import MerchantConfig, stable_shard
@@ -36,35 +44,16 @@ from tap_pipeline.rules import Facts
 
 MINUTE = 60
 HOUR = 3600
+SPREAD_WINDOW_SECONDS = 600
 SMALL_AMOUNT_MINOR_UNITS = 500
-DUPLICATE_ITEM_TTL_SECONDS = 24 * 3600
-AGG_SK = "agg"
-
-
-@dataclass(frozen=True)
-class Counter:
-    """A two-bucket sliding-window counter for one key."""
-
-    name: str  # "vel60", "vel3600", "small3600"
-    window: int
-
-    def pk(self, fingerprint: str) -> str:
-        return f"card#{fingerprint}#{self.name}"
-
-    def buckets(self, epoch: float) -> tuple[int, int]:
-        current = int(epoch // self.window)
-        return current, current - 1
-
-    def estimate(self, current: Decimal, previous: Decimal, epoch: float) -> float:
-        """Events in the sliding window ending now, counting this one."""
-        elapsed = (epoch % self.window) / self.window
-        return float(current) + float(previous) * (1.0 - elapsed) + 1.0
-
-
-VELOCITY_MINUTE = Counter("vel60", MINUTE)
-VELOCITY_HOUR = Counter("vel3600", HOUR)
-SMALL_HOUR = Counter("small3600", HOUR)
-COUNTERS = (VELOCITY_MINUTE, VELOCITY_HOUR, SMALL_HOUR)
+# Longest window a feature looks back (an hour), plus slack: DynamoDB's TTL deletion is lazy and
+# the Query's key range already ignores older events.
+CARD_EVENT_TTL_SECONDS = HOUR + 600
+# Events read per transaction: enough to decide every default threshold (20 in an hour is the
+# highest); a card with more in the hour is counted as having this many.
+CARD_HISTORY_LIMIT = 50
+PROFILE_SK = "hist"
+PROFILE_CACHE_ENTRIES = 4096
 
 
 def is_small(message: TransactionMessage) -> bool:
@@ -72,69 +61,165 @@ def is_small(message: TransactionMessage) -> bool:
     return minor <= SMALL_AMOUNT_MINOR_UNITS
 
 
-def duplicate_pk(message: TransactionMessage) -> str:
-    amount = money.format_amount(Decimal(message.amount), message.currency)
-    return f"dup#{message.card.fingerprint}#{message.merchant_id}#{message.currency}#{amount}"
+def card_pk(fingerprint: str) -> str:
+    return f"card#{fingerprint}"
 
 
-def baseline_pk(merchant_id: str, currency: str, shard: int | str) -> str:
-    return f"baseline#{merchant_id}#{currency}#{shard}"
+def event_sk(received_ms: int, transaction_id: str) -> str:
+    # Zero-padded milliseconds sort as numbers; the id breaks ties the same way everywhere.
+    return f"{received_ms:013d}#{transaction_id}"
+
+
+def received_ms(message: TransactionMessage) -> int:
+    return round(message.received_at.timestamp() * 1000)
+
+
+def card_event_item(message: TransactionMessage) -> dict[str, Any]:
+    """The card event the validator writes with the RECEIVED record (no card data in it)."""
+    at = received_ms(message)
+    return {
+        "pk": card_pk(message.card.fingerprint),
+        "sk": event_sk(at, message.transaction_id),
+        "merchant_id": message.merchant_id,
+        "currency": message.currency,
+        "amount": message.amount,
+        "small": is_small(message),
+        "expires_at": at // 1000 + CARD_EVENT_TTL_SECONDS,
+    }
+
+
+def profile_pk(merchant_id: str, currency: str, shard: int | str) -> str:
+    return f"amounts#{merchant_id}#{currency}#{shard}"
 
 
 @dataclass(frozen=True)
-class Baseline:
-    count: Decimal
-    total: Decimal
-    total_squares: Decimal
-
-    @property
-    def mean(self) -> Decimal:
-        return self.total / self.count if self.count else Decimal(0)
-
-    @property
-    def std(self) -> Decimal:
-        if self.count < 2:
-            return Decimal(0)
-        variance = self.total_squares / self.count - self.mean**2
-        return variance.sqrt() if variance > 0 else Decimal(0)
+class CardEvent:
+    received_ms: int
+    transaction_id: str
+    merchant_id: str
+    currency: str
+    amount: str
+    small: bool
 
     @classmethod
-    def of(cls, amounts: list[Decimal]) -> Baseline:
-        return cls(Decimal(len(amounts)), sum(amounts, Decimal(0)), sum((a * a for a in amounts), Decimal(0)))
+    def from_item(cls, item: dict[str, Any]) -> CardEvent:
+        at, _, transaction_id = str(item["sk"]).partition("#")
+        return cls(
+            received_ms=int(at),
+            transaction_id=transaction_id,
+            merchant_id=str(item.get("merchant_id", "")),
+            currency=str(item.get("currency", "")),
+            amount=str(item.get("amount", "")),
+            small=bool(item.get("small", False)),
+        )
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The fraud state one transaction sees (before its own updates)."""
+def derive_facts(
+    message: TransactionMessage,
+    history: list[CardEvent],
+    profile: AmountProfile,
+    merchant: MerchantConfig | None,
+) -> Facts:
+    """The rules' inputs for one transaction, from the card events received before it (pure).
 
-    counts: dict[tuple[str, int], Decimal]  # (counter name, bucket) -> count
-    duplicate: dict[str, Any] | None
-    baseline: Baseline
-    baseline_present: bool
+    Counts include the transaction itself. ``history`` holds only events earlier by receive time
+    (see :meth:`FraudState.card_history`), which is what makes the result order independent.
+    """
+    now = received_ms(message)
+    within = [event for event in history if event.received_ms > now - HOUR * 1000]
+    minute = [event for event in within if event.received_ms > now - MINUTE * 1000]
+    spread = {event.merchant_id for event in within if event.received_ms > now - SPREAD_WINDOW_SECONDS * 1000}
+    gaps = [
+        (now - event.received_ms) / 1000
+        for event in within
+        if event.merchant_id == message.merchant_id
+        and event.currency == message.currency
+        and event.amount == message.amount
+    ]
+    small = is_small(message)
+    amount = Decimal(message.amount)
+    return Facts(
+        transaction_id=message.transaction_id,
+        amount=amount,
+        currency=message.currency,
+        country=message.country,
+        merchant_country=merchant.country if merchant else None,
+        merchant_max_amount=merchant.max_amount if merchant else None,
+        card_count_minute=1 + len(minute),
+        card_count_hour=1 + len(within),
+        is_small_amount=small,
+        card_small_count_hour=1 + sum(event.small for event in within) if small else 0,
+        seconds_since_same_card_merchant_amount=min(gaps) if gaps else None,
+        card_merchants_10m=len(spread | {message.merchant_id}),
+        baseline_count=profile.count,
+        baseline_median=profile.median if profile.established else None,
+        amount_deviation=profile.deviation(amount),
+    )
 
 
 class FraudState:
-    def __init__(self, table_name: str, shards: int) -> None:
+    def __init__(self, table_name: str, shards: int, profile_cache_seconds: int = 60) -> None:
         self.table_name = table_name
         self.shards = shards
-
-    def read_keys(self, message: TransactionMessage) -> list[dict[str, str]]:
-        """The fixed key set of one transaction: 6 counter buckets + 1 duplicate + shards + seed."""
-        epoch = message.received_at.timestamp()
-        keys = []
-        for counter in COUNTERS:
-            for bucket in counter.buckets(epoch):
-                keys.append({"pk": counter.pk(message.card.fingerprint), "sk": str(bucket)})
-        keys.append({"pk": duplicate_pk(message), "sk": AGG_SK})
-        for shard in [*range(self.shards), "seed"]:
-            keys.append({"pk": baseline_pk(message.merchant_id, message.currency, shard), "sk": AGG_SK})
-        return keys
+        self.profile_cache_seconds = profile_cache_seconds
+        self._profiles: dict[tuple[str, str], tuple[float, AmountProfile]] = {}
 
     @tracer.capture_method(capture_response=False)
-    def read(self, message: TransactionMessage) -> Snapshot:
-        """One BatchGetItem (plus retries of unprocessed keys, if DynamoDB returns any)."""
+    def card_history(self, message: TransactionMessage) -> list[CardEvent]:
+        """The card's events received before this transaction within the hour (newest first)."""
+        at = received_ms(message)
+        own = event_sk(at, message.transaction_id)
+        response = aws.dynamodb().query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :own",
+            ExpressionAttributeValues={
+                ":pk": card_pk(message.card.fingerprint),
+                ":from": event_sk(at - HOUR * 1000, ""),
+                ":own": own,
+            },
+            ScanIndexForward=False,
+            # +1: the range ends at (and includes) the transaction's own event.
+            Limit=CARD_HISTORY_LIMIT + 1,
+            ConsistentRead=True,
+        )
+        events = [CardEvent.from_item(item) for item in response.get("Items", []) if item["sk"] != own]
+        return events[:CARD_HISTORY_LIMIT]
+
+    def profile_keys(self, merchant_id: str, currency: str) -> list[dict[str, str]]:
+        return [
+            {"pk": profile_pk(merchant_id, currency, shard), "sk": PROFILE_SK}
+            for shard in [*range(self.shards), "seed"]
+        ]
+
+    def cached_profile(self, merchant_id: str, currency: str, now: datetime) -> AmountProfile | None:
+        hit = self._profiles.get((merchant_id, currency))
+        if hit is not None and hit[0] > now.timestamp():
+            return hit[1]
+        return None
+
+    def remember_profile(
+        self, merchant_id: str, currency: str, profile: AmountProfile, now: datetime
+    ) -> None:
+        if len(self._profiles) >= PROFILE_CACHE_ENTRIES:
+            self._profiles.clear()  # bounded; a cold reload costs one read per merchant and currency
+        self._profiles[(merchant_id, currency)] = (now.timestamp() + self.profile_cache_seconds, profile)
+
+    def absorb(self, merchant_id: str, currency: str, bins: dict[int, int]) -> None:
+        """Add this container's own written contributions to its cached profile (write-through).
+
+        Other containers' contributions arrive with the next read; without this a container would
+        not see even its own traffic until then, and a new merchant's profile would stay empty for
+        a whole cache period on a quiet system.
+        """
+        hit = self._profiles.get((merchant_id, currency))
+        if hit is not None:
+            self._profiles[(merchant_id, currency)] = (hit[0], AmountProfile.merged([hit[1].bins, bins]))
+
+    @tracer.capture_method(capture_response=False)
+    def read_profile(self, merchant_id: str, currency: str) -> AmountProfile | None:
+        """One BatchGetItem of the shards and the seed; ``None`` when no item exists at all."""
         client = aws.dynamodb()
-        pending: dict[str, Any] = {self.table_name: {"Keys": self.read_keys(message)}}
+        pending: dict[str, Any] = {self.table_name: {"Keys": self.profile_keys(merchant_id, currency)}}
         items: list[dict[str, Any]] = []
         for attempt in range(8):
             response = client.batch_get_item(RequestItems=pending)
@@ -142,50 +227,25 @@ class FraudState:
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
-            _backoff(attempt)
+            time.sleep(min(1.0, 0.05 * math.pow(2, attempt)))
         else:
-            raise RuntimeError("fraud state read left unprocessed keys after 8 attempts")
-        return self._snapshot(message, items)
-
-    def _snapshot(self, message: TransactionMessage, items: list[dict[str, Any]]) -> Snapshot:
-        by_key = {(item["pk"], item["sk"]): item for item in items}
-        counts: dict[tuple[str, int], Decimal] = {}
-        epoch = message.received_at.timestamp()
-        for counter in COUNTERS:
-            for bucket in counter.buckets(epoch):
-                item = by_key.get((counter.pk(message.card.fingerprint), str(bucket)))
-                counts[(counter.name, bucket)] = Decimal(item["n"]) if item else Decimal(0)
-        parts = [
-            by_key.get((baseline_pk(message.merchant_id, message.currency, shard), AGG_SK))
-            for shard in [*range(self.shards), "seed"]
-        ]
-        present = [part for part in parts if part]
-        baseline = Baseline(
-            count=sum((Decimal(p.get("n", 0)) for p in present), Decimal(0)),
-            total=sum((Decimal(p.get("s", 0)) for p in present), Decimal(0)),
-            total_squares=sum((Decimal(p.get("ss", 0)) for p in present), Decimal(0)),
-        )
-        return Snapshot(
-            counts=counts,
-            duplicate=by_key.get((duplicate_pk(message), AGG_SK)),
-            baseline=baseline,
-            baseline_present=bool(present),
-        )
+            raise RuntimeError("merchant profile read left unprocessed keys after 8 attempts")
+        if not items:
+            return None
+        return AmountProfile.merged(amounts.bins_of_item(item) for item in items)
 
     @tracer.capture_method(capture_response=False)
-    def seed_baseline(self, message: TransactionMessage, baseline: Baseline) -> bool:
-        """Write the merchant's seed aggregate once (conditional put); True if this call wrote it."""
+    def seed_profile(self, message: TransactionMessage, profile: AmountProfile) -> bool:
+        """Write the merchant's seed profile once (conditional put); True if this call wrote it."""
         client = aws.dynamodb()
         try:
             client.put_item(
                 TableName=self.table_name,
                 Item={
-                    "pk": baseline_pk(message.merchant_id, message.currency, "seed"),
-                    "sk": AGG_SK,
-                    "n": baseline.count,
-                    "s": baseline.total,
-                    "ss": baseline.total_squares,
+                    "pk": profile_pk(message.merchant_id, message.currency, "seed"),
+                    "sk": PROFILE_SK,
                     "seeded_at": message.timestamp,
+                    **{amounts.bin_attribute(index): count for index, count in profile.bins.items()},
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
@@ -193,173 +253,71 @@ class FraudState:
             return False
         return True
 
-    def facts(
-        self, message: TransactionMessage, snapshot: Snapshot, merchant: MerchantConfig | None
-    ) -> Facts:
-        epoch = message.received_at.timestamp()
 
-        def estimate(counter: Counter) -> float:
-            current, previous = counter.buckets(epoch)
-            return counter.estimate(
-                snapshot.counts[(counter.name, current)], snapshot.counts[(counter.name, previous)], epoch
-            )
+class ProfileBuffer:
+    """Merchant-profile contributions of one batch, written with one ``ADD`` per merchant/currency.
 
-        gap = None
-        last = snapshot.duplicate
-        if last and last.get("last_transaction_id") != message.transaction_id:
-            gap = abs(epoch * 1000 - float(last["last_seen_ms"])) / 1000
-        small = is_small(message)
-        return Facts(
-            transaction_id=message.transaction_id,
-            amount=Decimal(message.amount),
-            currency=message.currency,
-            country=message.country,
-            merchant_country=merchant.country if merchant else None,
-            merchant_max_amount=merchant.max_amount if merchant else None,
-            card_count_minute=estimate(VELOCITY_MINUTE),
-            card_count_hour=estimate(VELOCITY_HOUR),
-            is_small_amount=small,
-            card_small_count_hour=estimate(SMALL_HOUR) if small else 0.0,
-            seconds_since_same_card_merchant_amount=gap,
-            baseline_count=snapshot.baseline.count,
-            baseline_mean=snapshot.baseline.mean,
-            baseline_std=snapshot.baseline.std,
-        )
+    Why not one write per transaction: at 1,000 TPS on one merchant, summing a batch first cuts the
+    writes to one per merchant and currency per batch, landing on a shard chosen per batch: ~6
+    writes/s per shard item with 16 shards (plain ``ADD`` updates never conflict).
 
-    def updates(self, message: TransactionMessage, snapshot: Snapshot) -> list[dict[str, Any]]:
-        """TransactWriteItems entries for this transaction's card-scoped aggregates.
-
-        Only card-keyed items go into the transaction: they see one card's traffic, so concurrent
-        transactions on the same item are rare. The hot, merchant-keyed baseline is updated outside
-        it, see :class:`BaselineBuffer`.
-
-        Every entry is conditional on the item still being what ``snapshot`` saw (optimistic
-        concurrency): if another transaction of the same card committed since the read, the
-        whole TransactWriteItems is cancelled and the caller re-reads and re-scores. So two
-        concurrent uses of one card can never both be scored as if the other did not exist, and
-        counts stay exact under any Lambda concurrency, at no cost when there is no contention.
-        """
-        epoch = message.received_at.timestamp()
-        fingerprint = message.card.fingerprint
-        counters = [VELOCITY_MINUTE, VELOCITY_HOUR] + ([SMALL_HOUR] if is_small(message) else [])
-        entries = []
-        for counter in counters:
-            bucket = counter.buckets(epoch)[0]
-            seen = snapshot.counts[(counter.name, bucket)]
-            values: dict[str, Any] = {":one": 1, ":exp": (bucket + 2) * counter.window + 60}
-            if seen:
-                condition = "n = :seen"
-                values[":seen"] = seen
-            else:
-                condition = "attribute_not_exists(pk)"
-            entries.append(
-                _update(
-                    self.table_name,
-                    {"pk": counter.pk(fingerprint), "sk": str(bucket)},
-                    "ADD n :one SET expires_at = :exp",
-                    values,
-                    condition,
-                )
-            )
-        values = {
-            ":ms": int(epoch * 1000),
-            ":id": message.transaction_id,
-            ":exp": int(epoch) + DUPLICATE_ITEM_TTL_SECONDS,
-        }
-        if snapshot.duplicate:
-            condition = "last_transaction_id = :seen"
-            values[":seen"] = snapshot.duplicate["last_transaction_id"]
-        else:
-            condition = "attribute_not_exists(pk)"
-        entries.append(
-            _update(
-                self.table_name,
-                {"pk": duplicate_pk(message), "sk": AGG_SK},
-                "SET last_seen_ms = :ms, last_transaction_id = :id, expires_at = :exp",
-                values,
-                condition,
-            )
-        )
-        return entries
-
-
-class BaselineBuffer:
-    """Merchant-baseline contributions of one batch, written with one ``ADD`` per merchant/currency.
-
-    Why not inside each transaction's TransactWriteItems: at 1,000 TPS on one merchant, every
-    baseline shard item would be in ~60 concurrent transactions per second and DynamoDB would
-    cancel many of them with TransactionConflict. Plain ``UpdateItem ... ADD`` writes never
-    conflict with each other, and summing a batch first cuts them to one per merchant and currency
-    per batch (a tenth of a request per transaction with batches of 10), landing on a shard chosen
-    per batch: ~6 writes/s per shard item at 1,000 TPS with 16 shards.
-
-    Exactly-once is not needed for a statistic, but double counting must not happen: only
-    transactions whose conditional status transition succeeded in this invocation are added, so a
-    redelivered message never contributes twice. A crash before the flush loses those samples.
-    Only CLEARED amounts are added, so fraud does not drag "normal" upwards.
+    What goes in: only transactions whose conditional status transition to CLEARED succeeded in
+    this invocation (a redelivered message never contributes twice), and of those only amounts
+    below :data:`tap_pipeline.amounts.OUTLIER_DEVIATION` once the profile is established, so
+    neither flagged fraud nor a merchant's own rare outliers move "typical". A crash before the
+    flush loses those samples, which a statistic can afford.
     """
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[str, str], list[Any]] = {}
+        self._groups: dict[tuple[str, str], tuple[str, dict[int, int]]] = {}
 
-    def add(self, message: TransactionMessage) -> None:
-        amount = Decimal(message.amount)
-        group = self._groups.setdefault(
-            (message.merchant_id, message.currency),
-            [message.transaction_id, Decimal(0), Decimal(0), Decimal(0)],
-        )
-        group[1] += 1
-        group[2] += amount
-        group[3] += amount * amount
+    def add(self, message: TransactionMessage, deviation: float | None) -> bool:
+        """Count a cleared amount in; False when it is kept out as an outlier."""
+        if deviation is not None and deviation >= amounts.OUTLIER_DEVIATION:
+            return False
+        key = (message.merchant_id, message.currency)
+        _, bins = self._groups.setdefault(key, (message.transaction_id, {}))
+        index = amounts.bin_of(Decimal(message.amount))
+        bins[index] = bins.get(index, 0) + 1
+        return True
 
     def clear(self) -> None:
         self._groups.clear()
 
     def pending_updates(self, state: FraudState) -> list[dict[str, Any]]:
         """``UpdateItem`` arguments for everything buffered (one per merchant and currency)."""
-        updates = []
-        for (merchant_id, currency), (first_id, count, total, squares) in self._groups.items():
-            shard = stable_shard(first_id, state.shards)
-            updates.append(
-                {
-                    "TableName": state.table_name,
-                    "Key": {"pk": baseline_pk(merchant_id, currency, shard), "sk": AGG_SK},
-                    "UpdateExpression": "ADD n :n, s :s, ss :ss",
-                    "ExpressionAttributeValues": {":n": count, ":s": total, ":ss": squares},
-                }
-            )
-        return updates
+        return [
+            self._update(state, merchant_id, currency, bins)
+            for (merchant_id, currency), (_, bins) in self._groups.items()
+        ]
+
+    def _update(
+        self, state: FraudState, merchant_id: str, currency: str, bins: dict[int, int]
+    ) -> dict[str, Any]:
+        first_id = self._groups[(merchant_id, currency)][0]
+        names = sorted(bins)
+        return {
+            "TableName": state.table_name,
+            "Key": {
+                "pk": profile_pk(merchant_id, currency, stable_shard(first_id, state.shards)),
+                "sk": PROFILE_SK,
+            },
+            "UpdateExpression": "ADD " + ", ".join(f"{amounts.bin_attribute(i)} :b{i}" for i in names),
+            "ExpressionAttributeValues": {f":b{i}": bins[i] for i in names},
+        }
 
     @tracer.capture_method(capture_response=False)
     def flush(self, state: FraudState) -> int:
         """Write and forget the buffered contributions; returns how many samples were lost."""
         client = aws.dynamodb()
         lost = 0
-        for update in self.pending_updates(state):
+        for (merchant_id, currency), (_, bins) in self._groups.items():
             try:
-                client.update_item(**update)
+                client.update_item(**self._update(state, merchant_id, currency, bins))
             except Exception:
-                lost += int(update["ExpressionAttributeValues"][":n"])
-                logger.exception("merchant baseline update failed; these samples are not counted")
+                lost += sum(bins.values())
+                logger.exception("merchant profile update failed; these samples are not counted")
+            else:
+                state.absorb(merchant_id, currency, bins)
         self.clear()
         return lost
-
-
-def _update(
-    table: str, key: dict[str, str], expression: str, values: dict[str, Any], condition: str
-) -> dict[str, Any]:
-    return {
-        "Update": {
-            "TableName": table,
-            "Key": key,
-            "UpdateExpression": expression,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-    }
-
-
-def _backoff(attempt: int) -> None:
-    import time
-
-    time.sleep(min(1.0, 0.05 * math.pow(2, attempt)))

@@ -6,8 +6,9 @@ Flow for a well-formed request (models already validated shape, card and amount 
 2. The card is replaced by its keyed fingerprint + BIN + last 4 (the PAN and CVV go no further).
 3. One ``TransactWriteItems`` writes the RECEIVED record together with its idempotency guard
    (see :meth:`TransactionStore.create_received` for why the guard makes Powertools idempotency
-   unnecessary here). A repeat of the same transaction id with the same body returns the original
-   answer; with a different body it is refused with 409.
+   unnecessary here) and the card event the fraud detector's card history is made of. A repeat
+   of the same transaction id with the same body returns the original answer; with a different
+   body it is refused with 409.
 4. One ``SendMessage``. If it fails the client gets 503 and the record stays RECEIVED; the client's
    retry finds the record still RECEIVED and enqueues it again. Re-enqueueing a RECEIVED record is
    always safe because the fraud detector's status transition is conditional, so no accepted
@@ -29,6 +30,7 @@ from hashlib import sha256
 from typing import Any
 
 from tap_pipeline import aws, card, keys, money
+from tap_pipeline.fraud_state import card_event_item
 from tap_pipeline.models import CardSnapshot, Status, TransactionMessage, TransactionRequest
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import (
@@ -207,7 +209,10 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
         return Outcome(422, {"code": rejection.code, "message": rejection.message}, rejection.code)
 
     message = build_message(request, reference, transaction_id, now)
-    result = store().create_received(message, digest, int(now.timestamp()))
+    # The card event goes in with the record, so the detector's card history is complete for
+    # every transaction received before this one, whatever order their messages are processed in.
+    card_event = {"TableName": validator_settings().fraud_state_table, "Item": card_event_item(message)}
+    result = store().create_received(message, digest, int(now.timestamp()), also_put=[card_event])
     if isinstance(result, AlreadyExists):
         return _replay(result.guard, digest)
     return _enqueue_or_503(message)

@@ -195,7 +195,11 @@ class TransactionStore:
 
     @tracer.capture_method(capture_response=False)
     def create_received(
-        self, message: TransactionMessage, request_hash: str, now_epoch: int
+        self,
+        message: TransactionMessage,
+        request_hash: str,
+        now_epoch: int,
+        also_put: list[dict[str, Any]] | None = None,
     ) -> Created | AlreadyExists:
         """Write the RECEIVED record and its idempotency guard atomically (one TransactWriteItems).
 
@@ -207,6 +211,9 @@ class TransactionStore:
         there is no window in which a record exists without its guard or vice versa. The guard
         keeps the keyed request hash (to refuse a reused id with a different body) and the
         record's timestamp (to find the record on a retry).
+
+        ``also_put`` adds unconditional ``Put`` entries (the card event of the fraud state) that
+        must exist exactly when the record does.
         """
         guard = {
             "id": guard_id(message.transaction_id),
@@ -234,6 +241,7 @@ class TransactionStore:
                             "ConditionExpression": "attribute_not_exists(transaction_id)",
                         }
                     },
+                    *({"Put": put} for put in also_put or ()),
                 ]
             )
         except client.exceptions.TransactionCanceledException as exc:
@@ -280,31 +288,38 @@ class TransactionStore:
         return items[0] if items else None
 
     def final_status_update(
-        self, message: TransactionMessage, status: Status, score: int, reasons: list[str], processed_at: str
+        self,
+        message: TransactionMessage,
+        status: Status,
+        score: int,
+        reasons: list[str],
+        processed_at: str,
+        features: dict[str, Any],
     ) -> dict[str, Any]:
-        """TransactWriteItems entry: RECEIVED -> CLEARED/FLAGGED, only if still RECEIVED.
+        """``UpdateItem`` arguments: RECEIVED -> CLEARED/FLAGGED, only if still RECEIVED.
 
-        The condition makes the transition happen once: a redelivered message fails it and, because
-        it shares the transaction with the fraud-state updates, none of those are applied twice.
+        The condition makes the transition happen once: a redelivered message fails it, and the
+        caller adds nothing to the merchant profile. ``features`` are the rules' inputs (no card
+        data), kept so a rule change can be backtested on the record.
         """
         return {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": {"transaction_id": message.transaction_id, "timestamp": message.timestamp},
-                "UpdateExpression": (
-                    "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at"
-                ),
-                "ConditionExpression": "attribute_exists(transaction_id) AND #status = :received",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":status": status.value,
-                    ":score": score,
-                    ":reasons": reasons,
-                    ":at": processed_at,
-                    ":received": Status.RECEIVED.value,
-                },
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
+            "TableName": self.table_name,
+            "Key": {"transaction_id": message.transaction_id, "timestamp": message.timestamp},
+            "UpdateExpression": (
+                "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at, "
+                "features = :features"
+            ),
+            "ConditionExpression": "attribute_exists(transaction_id) AND #status = :received",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":status": status.value,
+                ":score": score,
+                ":reasons": reasons,
+                ":at": processed_at,
+                ":features": features,
+                ":received": Status.RECEIVED.value,
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
     @tracer.capture_method(capture_response=False)

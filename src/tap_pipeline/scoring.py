@@ -1,19 +1,20 @@
 """Scoring one queued transaction (the fraud detector's domain logic).
 
-Per transaction, on the happy path: one ``BatchGetItem`` of the fraud state, one
-``TransactWriteItems`` that records CLEARED/FLAGGED (conditional on RECEIVED) together with the
-card-scoped aggregate updates, and a share of one baseline ``UpdateItem`` per batch. Because the
-status and the aggregates live in one transaction, a redelivered message either finds the record
-still RECEIVED (the first attempt wrote nothing) or fails the condition and writes nothing:
-aggregates are never counted twice. A FLAGGED transaction then publishes its alert through the
-idempotent publisher, also on redelivery, so an alert lost to a crash after the write is still
-sent, and never twice.
+Per transaction, on the happy path: one strongly consistent ``Query`` of the card's events received
+before it (written at intake, see :mod:`tap_pipeline.fraud_state`), the merchant's amount profile
+from the container's cache (one ``BatchGetItem`` per merchant and currency per
+``FRAUD_PROFILE_CACHE_SECONDS``), one conditional ``UpdateItem`` that records CLEARED/FLAGGED with
+the features the rules saw, and a share of one profile ``UpdateItem`` per batch. The status
+transition is conditional on RECEIVED, so a redelivered message writes nothing and adds nothing
+to the profile. A FLAGGED transaction then publishes its alert through the idempotent publisher,
+also on redelivery, so an alert lost to a crash after the write is still sent, and never twice.
+
+Nothing here depends on the order in which messages are processed: card features count only
+events earlier by receive time, all written before their messages were queued.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,20 +22,17 @@ from functools import cache
 from typing import Any
 
 from tap_pipeline import alerts, aws, rules
-from tap_pipeline.fraud_state import Baseline, BaselineBuffer, FraudState, Snapshot
+from tap_pipeline.amounts import AmountProfile
+from tap_pipeline.fraud_state import FraudState, ProfileBuffer, derive_facts
 from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import MerchantDirectory, TransactionStore, deserialize_item, iso_millis
 from tap_pipeline.settings import fraud_detector_settings
 
-# Re-read-and-rescore attempts when the card's fraud state changes under a transaction (another
-# transaction of the same card committed in between); then the message is left to SQS to retry.
-STATE_ATTEMPTS = 5
+profile_buffer = ProfileBuffer()
+"""This invocation's merchant-profile contributions, flushed by the handler after the batch."""
 
-baseline_buffer = BaselineBuffer()
-"""This invocation's merchant-baseline contributions, flushed by the handler after the batch."""
-
-# How far back the merchant history goes when a baseline has to be rebuilt from the index.
+# How far back the merchant history goes when a profile has to be rebuilt from the index.
 BASELINE_HISTORY_DAYS = 30
 BASELINE_HISTORY_LIMIT = 500
 
@@ -63,16 +61,28 @@ def store() -> TransactionStore:
 @cache
 def state() -> FraudState:
     s = fraud_detector_settings()
-    return FraudState(s.fraud_state_table, s.fraud_state_shards)
+    return FraudState(s.fraud_state_table, s.fraud_state_shards, s.fraud_profile_cache_seconds)
 
 
-def repair_baseline(message: TransactionMessage, snapshot: Snapshot) -> Snapshot:
-    """Rebuild a missing merchant baseline from the merchant's recent history (F13).
+def merchant_profile(message: TransactionMessage, now: datetime) -> AmountProfile:
+    """The merchant's amount profile for this currency, from the container's cache when fresh."""
+    cached = state().cached_profile(message.merchant_id, message.currency, now)
+    if cached is not None:
+        return cached
+    profile = state().read_profile(message.merchant_id, message.currency)
+    if profile is None:
+        profile = repair_profile(message)
+    state().remember_profile(message.merchant_id, message.currency, profile, now)
+    return profile
 
-    Runs only when no baseline aggregate exists for the merchant and currency (new merchant, or the
+
+def repair_profile(message: TransactionMessage) -> AmountProfile:
+    """Rebuild a missing merchant profile from the merchant's recent history (F13).
+
+    Runs only when no profile item exists for the merchant and currency (new merchant, or the
     aggregates were lost). Reads the merchant's cleared transactions of the last
     ``BASELINE_HISTORY_DAYS`` from ``merchant-index`` across every shard and writes them once as the
-    baseline's seed item (conditional put, so concurrent repairs cannot double-seed).
+    profile's seed item (conditional put, so concurrent repairs cannot double-seed).
     """
     s = fraud_detector_settings()
     since = iso_millis(message.received_at - timedelta(days=BASELINE_HISTORY_DAYS))
@@ -83,22 +93,19 @@ def repair_baseline(message: TransactionMessage, snapshot: Snapshot) -> Snapshot
         since,
         BASELINE_HISTORY_LIMIT,
     )
-    amounts = [
+    profile = AmountProfile.of(
         Decimal(item["amount"])
         for item in history
         if item.get("currency") == message.currency
         and item.get("status") == Status.CLEARED.value
         and item["transaction_id"] != message.transaction_id
-    ]
-    baseline = Baseline.of(amounts)
-    written = state().seed_baseline(message, baseline)
+    )
+    written = state().seed_profile(message, profile)
     logger.info(
-        "merchant baseline seeded from history",
-        extra={"samples": len(amounts), "written_by_this_call": written},
+        "merchant profile seeded from history",
+        extra={"samples": profile.count, "written_by_this_call": written},
     )
-    return Snapshot(
-        counts=snapshot.counts, duplicate=snapshot.duplicate, baseline=baseline, baseline_present=True
-    )
+    return profile
 
 
 def _ensure_alert(record: dict[str, Any]) -> bool:
@@ -107,80 +114,49 @@ def _ensure_alert(record: dict[str, Any]) -> bool:
     return True
 
 
-class StateContention(Exception):
-    """The card's fraud state kept changing under this transaction; SQS will retry it later."""
+def assess(message: TransactionMessage, now: datetime) -> tuple[rules.Facts, rules.Assessment]:
+    """Features and verdict of one transaction (reads only)."""
+    merchant = merchants().get(message.merchant_id)
+    if merchant is None:
+        logger.warning("merchant configuration missing; scoring with default rules")
+    facts = derive_facts(message, state().card_history(message), merchant_profile(message, now), merchant)
+    assessment = rules.evaluate(
+        facts,
+        merchant.rule_overrides if merchant else None,
+        merchant.flag_threshold if merchant else None,
+    )
+    return facts, assessment
 
 
 @tracer.capture_method(capture_response=False)
 def process(message: TransactionMessage, now: datetime | None = None) -> Result:
     now = now or datetime.now(UTC)
-    merchant = merchants().get(message.merchant_id)
-    if merchant is None:
-        logger.warning("merchant configuration missing; scoring with default rules")
-    for attempt in range(STATE_ATTEMPTS):
-        snapshot = state().read(message)
-        if not snapshot.baseline_present:
-            snapshot = repair_baseline(message, snapshot)
-        facts = state().facts(message, snapshot, merchant)
-        assessment = rules.evaluate(
-            facts,
-            merchant.rule_overrides if merchant else None,
-            merchant.flag_threshold if merchant else None,
-        )
-        status = Status.FLAGGED if assessment.flagged else Status.CLEARED
-        items = [
-            store().final_status_update(
-                message, status, assessment.score, assessment.reasons, iso_millis(now)
-            ),
-            *state().updates(message, snapshot),
-        ]
-        outcome, record = _commit(items)
-        if outcome == "processed":
-            return _already_processed(message, record)
-        if outcome == "committed":
-            break
-        logger.info("card fraud state changed concurrently; re-reading", extra={"attempt": attempt + 1})
-        time.sleep((0.01 + random.random() * 0.04) * (attempt + 1))  # noqa: S311 - jitter, not crypto
-    else:
-        raise StateContention(f"fraud state for this card changed {STATE_ATTEMPTS} times while scoring")
+    facts, assessment = assess(message, now)
+    status = Status.FLAGGED if assessment.flagged else Status.CLEARED
+    update = store().final_status_update(
+        message, status, assessment.score, assessment.reasons, iso_millis(now), facts.to_features()
+    )
+    client = aws.dynamodb()
+    try:
+        client.update_item(**update)
+    except client.exceptions.ConditionalCheckFailedException as exc:
+        # Already left RECEIVED (a redelivery), or no record: nothing was written.
+        return _already_processed(message, deserialize_item(exc.response.get("Item")))
 
     if assessment.ignored_overrides:
         logger.warning("ignored invalid rule overrides", extra={"rules": list(assessment.ignored_overrides)})
     if status is Status.CLEARED:
-        baseline_buffer.add(message)
+        profile_buffer.add(message, facts.amount_deviation)
         return Result(status=status, score=assessment.score, reasons=assessment.reasons)
     _ensure_alert({**store_view(message), "fraud_score": assessment.score, "reasons": assessment.reasons})
     return Result(status=status, score=assessment.score, reasons=assessment.reasons, alerted=True)
 
 
-def _commit(items: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
-    """Run the TransactWriteItems whose first entry is the status transition.
-
-    Returns ``("committed", None)``; ``("processed", record)`` when the transaction already left
-    RECEIVED (a redelivery: nothing was written); or ``("stale", None)`` when a card aggregate
-    changed since it was read, or another DynamoDB transaction held one of the items
-    (TransactionConflict): the caller re-reads and re-scores. Anything else (throttling,
-    validation errors) propagates, and the message is retried by SQS.
-    """
-    client = aws.dynamodb()
-    try:
-        client.transact_write_items(TransactItems=items)
-    except client.exceptions.TransactionCanceledException as exc:
-        reasons = exc.response.get("CancellationReasons") or []
-        codes = [reason.get("Code") for reason in reasons]
-        if codes and codes[0] == "ConditionalCheckFailed":
-            return "processed", deserialize_item(reasons[0].get("Item"))
-        if codes and set(codes) <= {"None", "ConditionalCheckFailed", "TransactionConflict"}:
-            return "stale", None
-        raise
-    return "committed", None
-
-
-def flush_baseline() -> None:
-    """Write this invocation's merchant-baseline contributions (one UpdateItem per merchant/currency)."""
-    lost = baseline_buffer.flush(state())
+def flush_profile() -> None:
+    """Write this invocation's merchant-profile contributions (one UpdateItem per merchant/currency)."""
+    lost = profile_buffer.flush(state())
     if lost:
-        logger.error("merchant baseline samples lost", extra={"samples": lost})
+        logger.error("merchant profile samples lost", extra={"samples": lost})
 
 
 def store_view(message: TransactionMessage) -> dict[str, Any]:

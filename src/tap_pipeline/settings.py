@@ -33,6 +33,7 @@ FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
             *COMMON_ENVIRONMENT,
             "MERCHANT_CONFIG_TABLE_NAME",
             "TRANSACTION_QUEUE_URL",
+            "FRAUD_STATE_TABLE_NAME",
             "CARD_FINGERPRINT_SECRET_ARN",
             "MERCHANT_CACHE_TTL_SECONDS",
             "MERCHANT_INDEX_NAME",
@@ -48,6 +49,7 @@ FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
             "MERCHANT_INDEX_SHARDS",
             "FRAUD_STATE_TABLE_NAME",
             "FRAUD_STATE_SHARDS",
+            "FRAUD_PROFILE_CACHE_SECONDS",
             "FRAUD_ALERT_TOPIC_ARN",
         )
     ),
@@ -108,6 +110,7 @@ class ValidatorSettings:
     merchants: MerchantSettings
     transaction_queue_url: str
     card_fingerprint_secret_arn: str
+    fraud_state_table: str
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class FraudDetectorSettings:
     merchants: MerchantSettings
     fraud_state_table: str
     fraud_state_shards: int
+    fraud_profile_cache_seconds: int
     fraud_alert_topic_arn: str
 
 
@@ -151,6 +155,7 @@ def validator_settings() -> ValidatorSettings:
         merchants=_merchants(),
         transaction_queue_url=_text("TRANSACTION_QUEUE_URL"),
         card_fingerprint_secret_arn=_text("CARD_FINGERPRINT_SECRET_ARN"),
+        fraud_state_table=_text("FRAUD_STATE_TABLE_NAME"),
     )
 
 
@@ -161,6 +166,7 @@ def fraud_detector_settings() -> FraudDetectorSettings:
         merchants=_merchants(),
         fraud_state_table=_text("FRAUD_STATE_TABLE_NAME"),
         fraud_state_shards=_positive_int("FRAUD_STATE_SHARDS"),
+        fraud_profile_cache_seconds=_positive_int("FRAUD_PROFILE_CACHE_SECONDS"),
         fraud_alert_topic_arn=_text("FRAUD_ALERT_TOPIC_ARN"),
     )
 

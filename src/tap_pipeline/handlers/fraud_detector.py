@@ -69,11 +69,11 @@ def record_handler(record: SQSRecord) -> str:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    scoring.baseline_buffer.clear()
+    scoring.profile_buffer.clear()
     try:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
     finally:
-        # Statuses are committed by now; the baseline contributions of the batch go in one write.
-        scoring.flush_baseline()
+        # Statuses are committed by now; the profile contributions of the batch go in one write.
+        scoring.flush_profile()

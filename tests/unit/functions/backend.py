@@ -45,6 +45,7 @@ ENVIRONMENT = {
     "MERCHANT_INDEX_NAME": "merchant-index",
     "MERCHANT_INDEX_SHARDS": "16",
     "FRAUD_STATE_SHARDS": "16",
+    "FRAUD_PROFILE_CACHE_SECONDS": "60",
 }
 
 SetEnv = Callable[[str, str], None]

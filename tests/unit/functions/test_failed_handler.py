@@ -44,7 +44,7 @@ def test_failure_reason_is_the_detectors_last_recorded_error(pipeline, monkeypat
     def failing_read(self: Any, message: Any) -> Any:
         raise TimeoutError("fraud state read timed out")
 
-    monkeypatch.setattr(fraud_state.FraudState, "read", failing_read)
+    monkeypatch.setattr(fraud_state.FraudState, "card_history", failing_read)
     pipeline.run_detector([message])
     pipeline.run_failed_handler([message])
 

@@ -1,63 +1,161 @@
-"""Fraud-state aggregates: constant key set, sliding windows, write sharding, merchant history (F13)."""
+"""Fraud state: card history features, the merchant amount profile, write sharding, history (F13)."""
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
-from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tap_pipeline import amounts
+from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.fraud_state import (
-    HOUR,
-    MINUTE,
-    SMALL_HOUR,
-    VELOCITY_MINUTE,
-    Baseline,
-    BaselineBuffer,
+    CARD_HISTORY_LIMIT,
+    CardEvent,
     FraudState,
-    Snapshot,
+    ProfileBuffer,
+    card_event_item,
+    derive_facts,
     is_small,
+    received_ms,
 )
 from tap_pipeline.models import CardSnapshot, TransactionMessage
 from tap_pipeline.repository import TransactionStore, iso_millis, merchant_shard_key, stable_shard
 
 MERCHANT = "hot-merchant"
+START = datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC)
 
 
 def _message(
-    transaction_id: str, fingerprint: str = "fp", amount: str = "25.00", currency: str = "USD"
+    transaction_id: str,
+    fingerprint: str = "fp",
+    amount: str = "25.00",
+    currency: str = "USD",
+    at: datetime = START,
+    merchant_id: str = MERCHANT,
 ) -> TransactionMessage:
     return TransactionMessage(
         transaction_id=transaction_id,
-        timestamp="2025-03-01T12:00:30.000Z",
-        merchant_id=MERCHANT,
-        merchant_shard=merchant_shard_key(MERCHANT, transaction_id, 16),
+        timestamp=iso_millis(at),
+        merchant_id=merchant_id,
+        merchant_shard=merchant_shard_key(merchant_id, transaction_id, 16),
         amount=amount,
         currency=currency,
         card=CardSnapshot(fingerprint=fingerprint, kind="pan", bin="411111", last4="1111"),
     )
 
 
-def _empty() -> Snapshot:
-    """The state of a card never seen before."""
-    return Snapshot(
-        counts=defaultdict(Decimal), duplicate=None, baseline=Baseline.of([]), baseline_present=False
-    )
+def _event(message: TransactionMessage) -> CardEvent:
+    return CardEvent.from_item(card_event_item(message))
 
 
-def test_read_key_set_is_fixed_size_and_unique():
-    state = FraudState("fraud", shards=16)
+def _facts_with_history(message: TransactionMessage, earlier: list[TransactionMessage]) -> object:
+    return derive_facts(message, [_event(m) for m in earlier], AmountProfile(), None)
 
-    keys = state.read_keys(_message("t-1"))
 
-    # 3 counters x 2 buckets + duplicate + 16 baseline shards + seed: one BatchGetItem (max 100)
-    assert len(keys) == 6 + 1 + 16 + 1
-    assert len({(k["pk"], k["sk"]) for k in keys}) == len(keys)
+def test_card_event_holds_no_card_data_and_sorts_by_receive_time_then_id():
+    message = _message("t-1")
+
+    item = card_event_item(message)
+
+    assert item["pk"] == "card#fp"
+    assert item["sk"] == f"{received_ms(message):013d}#t-1"
+    assert set(item) == {"pk", "sk", "merchant_id", "currency", "amount", "small", "expires_at"}
+    later = card_event_item(_message("t-0", at=START + timedelta(milliseconds=1)))
+    assert later["sk"] > item["sk"]  # time first, id only breaks ties
+
+
+def test_card_counts_include_the_transaction_and_only_the_windows_history():
+    earlier = [
+        _message(f"e-{i}", at=START - timedelta(seconds=s)) for i, s in enumerate((5, 30, 59, 61, 3599))
+    ]
+    facts = _facts_with_history(_message("now"), earlier)
+
+    assert facts.card_count_minute == 4  # 5, 30, 59 s ago and itself
+    assert facts.card_count_hour == 6
+
+
+def test_duplicate_gap_only_for_same_merchant_currency_and_amount():
+    earlier = [
+        _message("same", at=START - timedelta(seconds=20)),
+        _message("other-amount", amount="25.01", at=START - timedelta(seconds=2)),
+        _message("other-merchant", merchant_id="elsewhere", at=START - timedelta(seconds=1)),
+    ]
+
+    facts = _facts_with_history(_message("now"), earlier)
+
+    assert facts.seconds_since_same_card_merchant_amount == 20.0
+
+
+def test_small_count_and_merchant_spread():
+    earlier = [
+        _message(f"s-{i}", amount="1.00", merchant_id=f"m-{i}", at=START - timedelta(seconds=60 * i + 1))
+        for i in range(4)
+    ] + [_message("old", merchant_id="m-old", at=START - timedelta(seconds=1200))]
+
+    small = _facts_with_history(_message("now", amount="2.00"), earlier)
+    large = _facts_with_history(_message("now", amount="200.00"), earlier)
+
+    assert small.card_small_count_hour == 5
+    assert large.card_small_count_hour == 0
+    assert small.card_merchants_10m == 5  # m-0..m-3 within 10 minutes + this merchant; m-old is older
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=7200), min_size=2, max_size=30, unique=True), st.randoms())
+def test_features_of_every_transaction_are_the_same_in_any_processing_order(offsets, rnd):
+    """The history a transaction sees is fixed by receive times, so scoring order cannot change it."""
+    messages = [_message(f"t-{o}", at=START + timedelta(seconds=o)) for o in offsets]
+    events = [_event(m) for m in messages]
+
+    def features(order: list[TransactionMessage]) -> dict[str, object]:
+        result = {}
+        for message in order:
+            own = received_ms(message)
+            history = [e for e in events if (e.received_ms, e.transaction_id) < (own, message.transaction_id)]
+            history = [e for e in history if e.received_ms >= own - 3600 * 1000]
+            result[message.transaction_id] = derive_facts(message, history, AmountProfile(), None)
+        return result
+
+    shuffled = list(messages)
+    rnd.shuffle(shuffled)
+    assert features(messages) == features(shuffled)
+
+
+def test_card_history_query_reads_only_earlier_events_of_the_card(pipeline):
+    state = FraudState(pipeline.fraud_state_table, shards=16)
+    table = pipeline.ddb.Table(pipeline.fraud_state_table)
+    now = _message("now")
+    for message in [
+        now,
+        _message("before", at=START - timedelta(seconds=10)),
+        _message("after", at=START + timedelta(seconds=10)),
+        _message("too-old", at=START - timedelta(seconds=3601)),
+        _message("other-card", fingerprint="fp2", at=START - timedelta(seconds=1)),
+        _message("a-same-ms", at=START),  # same millisecond, smaller id: counts as earlier
+    ]:
+        table.put_item(Item=card_event_item(message))
+
+    history = state.card_history(now)
+
+    assert [event.transaction_id for event in history] == ["a-same-ms", "before"]
+
+
+def test_card_history_is_bounded(pipeline):
+    state = FraudState(pipeline.fraud_state_table, shards=16)
+    table = pipeline.ddb.Table(pipeline.fraud_state_table)
+    for index in range(CARD_HISTORY_LIMIT + 20):
+        table.put_item(
+            Item=card_event_item(_message(f"e-{index:03d}", at=START - timedelta(seconds=index + 1)))
+        )
+
+    assert len(state.card_history(_message("now"))) == CARD_HISTORY_LIMIT
 
 
 @pytest.mark.parametrize("batch_size", [1, 10])
@@ -68,72 +166,51 @@ def test_hot_merchant_at_1000_tps_never_concentrates_writes_on_one_item(batch_si
     state = FraudState("fraud", shards=16)
     writes: Counter[tuple[str, str]] = Counter()
     index_keys: Counter[str] = Counter()
-    buffer = BaselineBuffer()
-    # Seeded: with batches of 10 only 100 baseline writes land on 16 shards, and unseeded ids left
+    buffer = ProfileBuffer()
+    # Seeded: with batches of 10 only 100 profile writes land on 16 shards, and unseeded ids left
     # some shard without one in about 1 run in 40.
     ids = random.Random(1000 + batch_size)
     for number in range(1000):
         transaction_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))
         message = _message(transaction_id, fingerprint=uuid.UUID(int=ids.getrandbits(128), version=4).hex)
-        for entry in state.updates(message, _empty()):
-            key = entry["Update"]["Key"]
-            writes[(key["pk"], key["sk"])] += 1
-        buffer.add(message)
+        event = card_event_item(message)
+        writes[(event["pk"], event["sk"])] += 1
+        buffer.add(message, None)
         index_keys[message.merchant_shard] += 1
         if (number + 1) % batch_size == 0:
             for update in buffer.pending_updates(state):
                 writes[(update["Key"]["pk"], update["Key"]["sk"])] += 1
             buffer.clear()
 
-    baseline_writes = {k: n for k, n in writes.items() if k[0].startswith(f"baseline#{MERCHANT}#")}
-    assert sum(baseline_writes.values()) == 1000 // batch_size
-    assert max(writes.values()) < 125  # ~63 per baseline shard with single-message batches
+    profile_writes = {k: n for k, n in writes.items() if k[0].startswith(f"amounts#{MERCHANT}#")}
+    assert sum(profile_writes.values()) == 1000 // batch_size
+    assert max(writes.values()) < 125  # ~63 per profile shard with single-message batches
     assert max(index_keys.values()) < 125
-    assert len(baseline_writes) == 16
+    assert len(profile_writes) == 16
 
 
-def test_baseline_buffer_sums_a_batch_into_one_update_per_merchant_and_currency():
+def test_profile_buffer_sums_a_batch_into_one_update_per_merchant_and_currency():
     state = FraudState("fraud", shards=16)
-    buffer = BaselineBuffer()
-    for index, amount in enumerate(("10.00", "20.00", "30.00")):
-        buffer.add(_message(f"t-{index}", amount=amount))
-    buffer.add(_message("t-eur", amount="5.00", currency="EUR"))
+    buffer = ProfileBuffer()
+    for index, amount in enumerate(("10.00", "10.00", "30.00")):
+        buffer.add(_message(f"t-{index}", amount=amount), None)
+    buffer.add(_message("t-eur", amount="5.00", currency="EUR"), None)
 
     updates = buffer.pending_updates(state)
 
     assert len(updates) == 2
     usd = next(u for u in updates if "#USD#" in u["Key"]["pk"])
-    assert usd["ExpressionAttributeValues"] == {":n": 3, ":s": Decimal("60.00"), ":ss": Decimal("1400.0000")}
+    ten, thirty = amounts.bin_of(Decimal(10)), amounts.bin_of(Decimal(30))
+    assert usd["ExpressionAttributeValues"] == {f":b{ten}": 2, f":b{thirty}": 1}
+    assert usd["UpdateExpression"] == f"ADD h{ten} :b{ten}, h{thirty} :b{thirty}"
 
 
-def test_card_scoped_updates_are_conditional_on_the_state_that_was_read():
-    state = FraudState("fraud", shards=16)
-    message = _message("t-2")
-    epoch = message.received_at.timestamp()
-    counts: defaultdict[tuple[str, int], Decimal] = defaultdict(Decimal)
-    counts[("vel60", VELOCITY_MINUTE.buckets(epoch)[0])] = Decimal(3)
-    seen = Snapshot(
-        counts=counts,
-        duplicate={"last_transaction_id": "t-1", "last_seen_ms": 1},
-        baseline=Baseline.of([]),
-        baseline_present=True,
-    )
+def test_profile_buffer_keeps_outliers_out():
+    buffer = ProfileBuffer()
 
-    entries = {e["Update"]["Key"]["pk"].split("#")[-1]: e["Update"] for e in state.updates(message, seen)}
-
-    assert entries["vel60"]["ConditionExpression"] == "n = :seen"
-    assert entries["vel60"]["ExpressionAttributeValues"][":seen"] == 3
-    assert entries["vel3600"]["ConditionExpression"] == "attribute_not_exists(pk)"
-    duplicate = next(e for e in entries.values() if e["Key"]["pk"].startswith("dup#"))
-    assert duplicate["ExpressionAttributeValues"][":seen"] == "t-1"
-
-
-def test_card_scoped_updates_never_touch_the_merchant_baseline():
-    state = FraudState("fraud", shards=16)
-
-    entries = state.updates(_message("t-1"), _empty())
-
-    assert not any(e["Update"]["Key"]["pk"].startswith("baseline#") for e in entries)
+    assert buffer.add(_message("ok"), 2.9)
+    assert not buffer.add(_message("spike"), amounts.OUTLIER_DEVIATION)
+    assert buffer.add(_message("warm-up"), None)  # no established profile yet: nothing to compare
 
 
 def test_small_amount_threshold_follows_currency_exponent():
@@ -143,53 +220,50 @@ def test_small_amount_threshold_follows_currency_exponent():
     assert not is_small(_message("d", amount="501", currency="JPY"))
 
 
-def test_small_counter_is_only_written_for_small_amounts():
-    state = FraudState("fraud", shards=4)
+def test_profile_median_and_spread_of_a_lognormal_sample():
+    rnd = random.Random(7)
+    sample = [Decimal(str(round(math.exp(rnd.gauss(math.log(40), 0.9)), 2))) for _ in range(5000)]
 
-    big = {e["Update"]["Key"]["pk"] for e in state.updates(_message("a", amount="50.00"), _empty())}
-    small = {e["Update"]["Key"]["pk"] for e in state.updates(_message("b", amount="1.00"), _empty())}
+    profile = AmountProfile.of(sample)
 
-    assert SMALL_HOUR.pk("fp") not in big
-    assert SMALL_HOUR.pk("fp") in small
-
-
-def test_two_bucket_estimate_weights_previous_bucket_by_remaining_overlap():
-    start = 1_700_000_040  # 0 s into a minute bucket (1_700_000_040 is divisible by 60)
-    assert start % MINUTE == 0
-
-    assert VELOCITY_MINUTE.estimate(Decimal(0), Decimal(10), start) == 11.0  # whole previous minute
-    assert VELOCITY_MINUTE.estimate(Decimal(0), Decimal(10), start + 45) == 3.5  # last quarter overlaps
-    assert VELOCITY_MINUTE.estimate(Decimal(4), Decimal(0), start + 59) == 5.0
+    assert abs(profile.median_log - math.log(40)) < 0.05
+    assert abs(profile.spread_log - 0.9) < 0.05
+    assert profile.deviation(Decimal(2000)) > 4  # 50x the median
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.integers(min_value=0, max_value=HOUR * 3), min_size=1, max_size=60), st.integers(0, HOUR * 3)
-)
-def test_sliding_estimate_is_bounded_by_the_exact_count_over_two_windows(offsets, now_offset):
-    """The approximation never invents events: it lies between the exact count of the last window
-    and the exact count of the last two windows (property over random event times)."""
-    base = 1_700_000_000
-    now = base + now_offset
-    events = [base + o for o in offsets if base + o <= now]
-    current, previous = VELOCITY_MINUTE.buckets(now)
-    counts = Counter(int(t // MINUTE) for t in events)
+def test_profile_is_robust_to_a_fifth_of_outliers():
+    rnd = random.Random(8)
+    normal = [Decimal(str(round(math.exp(rnd.gauss(math.log(40), 0.9)), 2))) for _ in range(800)]
+    clean = AmountProfile.of(normal)
 
-    estimate = VELOCITY_MINUTE.estimate(Decimal(counts[current]), Decimal(counts[previous]), now) - 1
+    poisoned = AmountProfile.of(normal + [Decimal(4000)] * 200)
 
-    exact_window = sum(1 for t in events if now - t < MINUTE)
-    exact_two_buckets = counts[current] + counts[previous]
-    assert min(exact_window, counts[current]) <= estimate + 1e-9
-    assert estimate <= exact_two_buckets + 1e-9
+    logs = [math.log(a) for a in normal + [Decimal(4000)] * 200]
+    mean_shift = sum(logs) / len(logs) - clean.median_log
+    assert abs(poisoned.median_log - clean.median_log) < 0.4 < mean_shift  # a mean moves 2-3x more
+    assert poisoned.deviation(Decimal(4000)) > 3  # the attack amount is still a spike
 
 
-def test_baseline_mean_and_std_from_additive_aggregates():
-    amounts = [Decimal(x) for x in ("10", "20", "30", "40")]
+def test_profile_with_little_history_scores_nothing():
+    profile = AmountProfile.of([Decimal(40)] * (amounts.MIN_SAMPLES - 1))
 
-    baseline = Baseline.of(amounts)
+    assert not profile.established
+    assert profile.deviation(Decimal(100000)) is None
+    assert AmountProfile.of([Decimal(40)] * amounts.MIN_SAMPLES).deviation(Decimal(80)) is not None
 
-    assert baseline.mean == 25
-    assert abs(baseline.std - Decimal("11.18033988749894848204586834")) < Decimal("1e-20")
+
+def test_profile_spread_has_a_floor_for_single_price_merchants():
+    profile = AmountProfile.of([Decimal("9.99")] * 100)
+
+    assert profile.spread_log == amounts.MIN_SPREAD
+    assert profile.deviation(Decimal("19.98")) < 3  # twice the price is not a spike
+
+
+def test_profile_merges_shards_exactly():
+    parts = [{100: 2, 101: 1}, {101: 3}, {}]
+
+    assert AmountProfile.merged(parts).bins == {100: 2, 101: 4}
+    assert amounts.bins_of_item({"pk": "x", "sk": "hist", "h101": Decimal(3), "seeded_at": "t"}) == {101: 3}
 
 
 def test_stable_shard_is_deterministic_and_in_range():
