@@ -1,4 +1,4 @@
-"""`python -m tap_local up | demo | outbox | redrive` — the local pipeline's command line."""
+"""`python -m tap_local up | demo | outbox | redrive | backtest` — the local pipeline's command line."""
 
 from __future__ import annotations
 
@@ -110,6 +110,43 @@ def redrive(args: argparse.Namespace) -> int:
     return redrive_main(args.source, args.endpoint_url, outputs, args.limit, args.to)
 
 
+def backtest(args: argparse.Namespace) -> int:
+    from tap_local.backtest import main as backtest_main
+
+    outputs = Path(args.outputs) if args.outputs else LocalConfig().outputs_path
+    return backtest_main(
+        merchant_id=args.merchant,
+        since=args.since,
+        until=args.until,
+        overrides=args.overrides,
+        flag_threshold=args.flag_threshold,
+        as_json=args.json,
+        outputs_path=outputs,
+        endpoint_url=args.endpoint_url,
+        read_limit=args.limit,
+    )
+
+
+def _add_backtest(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "backtest", help="re-score a merchant's transactions with proposed rule settings (writes nothing)"
+    )
+    check.add_argument("--merchant", required=True, help="merchant id")
+    check.add_argument("--since", help="window start, ISO-8601 (UTC if no offset; default: --until - 24 h)")
+    check.add_argument("--until", help="window end, ISO-8601 (UTC if no offset; default: now)")
+    check.add_argument(
+        "--overrides",
+        help='proposed rule_overrides as JSON, e.g. \'{"velocity_1m": {"threshold": 2}}\'; '
+        "replaces the merchant's override of each rule it names",
+    )
+    check.add_argument("--flag-threshold", help="proposed flag_threshold, 1-100 (default: the merchant's)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--endpoint-url", help="emulator URL (default: from the outputs file)")
+    check.add_argument("--outputs", help="outputs file of the running pipeline (default: TAP_LOCAL_OUTPUTS)")
+    check.add_argument("--limit", type=int, help="read at most this many records (default: 10000)")
+    check.set_defaults(run=backtest)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tap_local", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--outputs", help="outputs file of the running pipeline (default: TAP_LOCAL_OUTPUTS)")
     replay.add_argument("--limit", type=int, default=10_000, help="move at most this many messages")
     replay.set_defaults(run=redrive)
+    _add_backtest(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -18,7 +18,8 @@ which the detector happens to process messages:
   transactions per merchant and currency, sharded over ``FRAUD_STATE_SHARDS`` items updated with
   ``ADD`` once per batch (:class:`ProfileBuffer`), plus a ``seed`` item built once from the
   merchant's history. A container reads it with one ``BatchGetItem`` and keeps it for
-  ``FRAUD_PROFILE_CACHE_SECONDS``, so at volume the read is shared by many transactions.
+  ``FRAUD_PROFILE_CACHE_SECONDS`` once established (20 amounts), adding its own contributions as it
+  writes them, so at volume the read is shared by many transactions.
   Flagged amounts and amounts far above the profile never enter it (it cannot be poisoned by the
   attack it is meant to catch), and its quantiles are robust to what does get in.
 
@@ -200,6 +201,11 @@ class FraudState:
     def remember_profile(
         self, merchant_id: str, currency: str, profile: AmountProfile, now: datetime
     ) -> None:
+        """Cache an established profile; one with little history is read again next time, so a new
+        merchant's first transactions, spread over many containers, establish it without delay
+        (a read per transaction only until it holds ``MIN_SAMPLES`` amounts)."""
+        if not profile.established:
+            return
         if len(self._profiles) >= PROFILE_CACHE_ENTRIES:
             self._profiles.clear()  # bounded; a cold reload costs one read per merchant and currency
         self._profiles[(merchant_id, currency)] = (now.timestamp() + self.profile_cache_seconds, profile)
