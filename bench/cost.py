@@ -3,10 +3,12 @@
 History: ``REAL_HISTORY`` transactions go through the real handlers (validator, then the fraud
 detector in batches of 10) on distinct cards of the merchant. For each size N the earlier history
 of one card at that merchant is then *synthesized*: N RECEIVED->CLEARED records and validator
-guard items, spread over the past 30 days, the card's 1-hour counter buckets and duplicate items,
-and the merchant baseline ADDed with those N amounts -- the same items, keys (``fraud_state`` and
-``repository`` key functions) and aggregates the code writes. Measured transactions then use that
-card, one message per detector invocation (worst case: no batch to share the baseline write).
+guard items, spread over the past 30 days, the card's events (one per transaction, the last hour's
+within the detector's Query range; TTL has not removed the older ones, which makes the Query's key
+range do the work), and the merchant amount profile ADDed with those N amounts -- the same items,
+keys (``fraud_state`` and ``repository`` key functions) and aggregates the code writes. Measured
+transactions then use that card, one message per detector invocation (worst case: no batch to share
+the profile write).
 
 Requests are counted per operation by wrapping ``BaseClient._make_api_call`` (only while a handler
 runs; the test harness's own SQS drain stands in for the event source mapping and is not counted).
@@ -31,6 +33,7 @@ from typing import Any
 import botocore.client
 
 from bench.common import Mode
+from tap_pipeline.amounts import AmountProfile
 
 REAL_HISTORY = 100
 MEASURED_PER_SIZE = 3  # one card: more within a minute would be a velocity pattern, not the happy path
@@ -134,9 +137,8 @@ def _write_history(
     step = (now - timedelta(hours=2) - start) / max(count, 1)
     shards = int(os.environ["MERCHANT_INDEX_SHARDS"])
     amounts: list[Decimal] = []
-    hours: Counter[int] = Counter()
-    last_by_amount: dict[str, tuple[int, str]] = {}
     record_batch, guard_batch = _MotoWriter(pipe.transactions_table), _MotoWriter(pipe.idempotency_table)
+    event_batch = _MotoWriter(pipe.fraud_state_table)
     for index in range(count):
         at = start + step * index
         transaction_id = f"hist-{serial_base}-{index}"
@@ -170,38 +172,36 @@ def _write_history(
                 "expiration": int(at.timestamp()) + 30 * 86400,
             }
         )
+        event = fraud_state.card_event_item(
+            _history_message(fingerprint, transaction_id, stamp, f"{amount}", shards, repository)
+        )
+        event_batch.put_item(Item=event)
         amounts.append(amount)
-        hours[fraud_state.VELOCITY_HOUR.buckets(at.timestamp())[0]] += 1
-        last_by_amount[f"{amount}"] = (int(at.timestamp() * 1000), transaction_id)
-    state = pipe.ddb.Table(pipe.fraud_state_table)
-    with state.batch_writer() as batch:
-        for bucket, n in hours.items():
-            batch.put_item(
-                Item={
-                    "pk": fraud_state.VELOCITY_HOUR.pk(fingerprint),
-                    "sk": str(bucket),
-                    "n": n,
-                    "expires_at": (bucket + 2) * fraud_state.HOUR + 60,
-                }
-            )
-        for amount, (ms, transaction_id) in last_by_amount.items():
-            batch.put_item(
-                Item={
-                    "pk": f"dup#{fingerprint}#test-merchant-001#USD#{amount}",
-                    "sk": fraud_state.AGG_SK,
-                    "last_seen_ms": ms,
-                    "last_transaction_id": transaction_id,
-                    "expires_at": ms // 1000 + fraud_state.DUPLICATE_ITEM_TTL_SECONDS,
-                }
-            )
-    baseline = fraud_state.Baseline.of(amounts)
-    state.update_item(
+    profile = AmountProfile.of(amounts)
+    names = sorted(profile.bins)
+    pipe.ddb.Table(pipe.fraud_state_table).update_item(
         Key={
-            "pk": fraud_state.baseline_pk("test-merchant-001", "USD", serial_base % 16),
-            "sk": fraud_state.AGG_SK,
+            "pk": fraud_state.profile_pk("test-merchant-001", "USD", serial_base % 16),
+            "sk": fraud_state.PROFILE_SK,
         },
-        UpdateExpression="ADD n :n, s :s, ss :ss",
-        ExpressionAttributeValues={":n": baseline.count, ":s": baseline.total, ":ss": baseline.total_squares},
+        UpdateExpression="ADD " + ", ".join(f"h{i} :b{i}" for i in names),
+        ExpressionAttributeValues={f":b{i}": profile.bins[i] for i in names},
+    )
+
+
+def _history_message(
+    fingerprint: str, transaction_id: str, stamp: str, amount: str, shards: int, repository: Any
+) -> Any:
+    from tap_pipeline.models import CardSnapshot, TransactionMessage
+
+    return TransactionMessage(
+        transaction_id=transaction_id,
+        timestamp=stamp,
+        merchant_id="test-merchant-001",
+        merchant_shard=repository.merchant_shard_key("test-merchant-001", transaction_id, shards),
+        amount=amount,
+        currency="USD",
+        card=CardSnapshot(fingerprint=fingerprint, kind="pan"),
     )
 
 

@@ -23,6 +23,7 @@ from bench.common import Mode
 # Stated in-VPC service latencies (ms per call, through VPC endpoints, same region; assumptions).
 LATENCY_MS = {
     "GetItem": 4.0,
+    "Query": 6.0,
     "BatchGetItem": 6.0,
     "TransactWriteItems": 12.0,
     "UpdateItem": 5.0,
@@ -59,18 +60,21 @@ def _fake(request: Any, **_: Any) -> AWSResponse:
         body = {"Item": MERCHANT}
     elif operation == "BatchGetItem":
         request_items = json.loads(request.body)["RequestItems"]
-        # Warm state: the merchant baseline shards exist (no seeding query), card counters are empty.
+        # Warm state: the merchant profile exists (no seeding query) and is established (cached
+        # after this read); the card has no earlier events (Query below).
         body = {
             "Responses": {
                 name: [
-                    {**key, "n": {"N": "100"}, "s": {"N": "3000"}, "ss": {"N": "95000"}}
+                    {**key, "h117": {"N": "4"}, "h118": {"N": "6"}, "h119": {"N": "4"}}
                     for key in spec["Keys"]
-                    if key["pk"]["S"].startswith("baseline#")
+                    if key["pk"]["S"].startswith("amounts#")
                 ]
                 for name, spec in request_items.items()
             },
             "UnprocessedKeys": {},
         }
+    elif operation == "Query":
+        body = {"Items": [], "Count": 0, "ScannedCount": 0}
     elif operation == "SendMessage":
         sent = json.loads(request.body)
         FakeAws.sent.append(sent["MessageBody"])
@@ -167,9 +171,10 @@ def capacity(validator_cpu_ms: float, detector_cpu_ms: float) -> list[Capacity]:
     batch = functions.SQS_BATCH_SIZE
     # Validator, warm: merchant config cached -> TransactWriteItems + SendMessage.
     validator_ms = validator_cpu_ms * scale + LATENCY_MS["TransactWriteItems"] + LATENCY_MS["SendMessage"]
-    # Detector per batch: per message BatchGetItem + TransactWriteItems, one baseline UpdateItem.
+    # Detector per batch: per message the card-history Query + the verdict UpdateItem, one profile
+    # UpdateItem (the profile itself comes from the container's cache).
     detector_ms = (
-        batch * (detector_cpu_ms * scale + LATENCY_MS["BatchGetItem"] + LATENCY_MS["TransactWriteItems"])
+        batch * (detector_cpu_ms * scale + LATENCY_MS["Query"] + LATENCY_MS["UpdateItem"])
         + LATENCY_MS["UpdateItem"]
     )
     return [

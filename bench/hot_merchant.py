@@ -2,10 +2,9 @@
 
 Ten seconds of traffic (10,000 messages, one merchant, cards drawn from a pool) are turned into the
 exact item keys the code writes, using the package's own key functions and the detector's batch
-buffer: the RECEIVED record and guard (validator), the status update, the card counters and
-duplicate item (``FraudState.updates``), and the merchant baseline (``BaselineBuffer``, one write
-per batch as delivered by the event source mapping). ``merchant-index`` partitions are reported
-separately: they are GSI partition keys, not items.
+buffer: the RECEIVED record, guard and card event (validator), the status update, and the merchant
+amount profile (``ProfileBuffer``, one write per batch as delivered by the event source mapping).
+``merchant-index`` partitions are reported separately: they are GSI partition keys, not items.
 """
 
 from __future__ import annotations
@@ -44,10 +43,7 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
     state = fraud_state.FraudState("fraud", 16)
     writes: Counter[str] = Counter()
     index_writes: Counter[str] = Counter()
-    buffer = fraud_state.BaselineBuffer()
-    empty = fraud_state.Snapshot(
-        counts={}, duplicate=None, baseline=fraud_state.Baseline.of([]), baseline_present=False
-    )
+    buffer = fraud_state.ProfileBuffer()
     batch: list[TransactionMessage] = []
     for index in range(messages):
         transaction_id = f"hot-{index}"
@@ -65,22 +61,18 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
         writes[f"transactions:{transaction_id}"] += 2  # RECEIVED put + final status update
         writes[f"idempotency:{repository.guard_id(transaction_id)}"] += 1
         index_writes[shard] += 2
-        epoch = at.timestamp()
-        counts = {(c.name, b): 0 for c in fraud_state.COUNTERS for b in c.buckets(epoch)}
-        snapshot = fraud_state.Snapshot(counts, None, empty.baseline, False)  # type: ignore[arg-type]
-        for entry in state.updates(message, snapshot):
-            key = entry["Update"]["Key"]
-            writes[f"fraud:{key['pk']}|{key['sk']}"] += 1
+        event = fraud_state.card_event_item(message)
+        writes[f"fraud:{event['pk']}|{event['sk']}"] += 1
         batch.append(message)
         if len(batch) == batch_size or index == messages - 1:
             for item in batch:
-                buffer.add(item)
+                buffer.add(item, None)
             for update in buffer.pending_updates(state):
                 writes[f"fraud:{update['Key']['pk']}|{update['Key']['sk']}"] += 1
             buffer.clear()
             batch = []
     busiest, count = writes.most_common(1)[0]
-    baseline = max(v for k, v in writes.items() if "baseline#" in k)
+    baseline = max(v for k, v in writes.items() if "amounts#" in k)
     return HotResult(
         messages=messages,
         batch_size=batch_size,

@@ -294,15 +294,15 @@ def _cost(r: Results) -> list[str]:
         "history size N, the earlier history of one fresh card at that merchant is **synthesized**: N "
         "CLEARED transaction records (with `merchant_shard` from `repository.merchant_shard_key`) and N "
         "validator guard items (`repository.guard_id`), spread over the past 30 days and put straight into "
-        "moto's in-memory tables; that card's 1-hour velocity buckets and duplicate items (keys from "
-        "`fraud_state`), and the N amounts ADDed to a merchant baseline shard (`fraud_state.baseline_pk`). "
-        "1-minute buckets are not synthesized: their keys are time-derived, so old ones are never read "
-        "(and TTL deletes them). Then the clocks of the two per-container caches (merchant config, "
+        "moto's in-memory tables; that card's N card events (`fraud_state.card_event_item`; TTL would have "
+        "deleted those older than 70 minutes, keeping them makes the card-history Query's key range do the "
+        "work), and the N amounts ADDed to a merchant amount-profile shard (`fraud_state.profile_pk`). "
+        "Then the clocks of the two per-container caches (merchant config, "
         f"{r.cost.cache_ttls['merchant config']} s, and card key, {r.cost.cache_ttls['card key']} s) stop; "
         "one unmeasured transaction on another card refreshes whatever expired during synthesis, and "
         f"{cost.MEASURED_PER_SIZE} transactions on that card are measured end to end, each one POST to the "
         "validator and one single-message detector invocation (the worst case: with batches of 10 the "
-        "baseline `UpdateItem` is shared by 10 transactions). The clocks stop because moto deep-copies "
+        "profile `UpdateItem` is shared by 10 transactions). The clocks stop because moto deep-copies "
         "every table a `TransactWriteItems` touches, so with 10^5 items one transaction takes seconds here "
         "(milliseconds in DynamoDB) and, on the real clock, the caches expired between measured "
         "transactions of the largest size only. Requests are counted per operation by wrapping "
@@ -355,8 +355,8 @@ def _cost(r: Results) -> list[str]:
         "",
         f"Method: {r.hot.messages:,} synthetic messages for one merchant at 1,000 TPS, cards drawn from a "
         f"pool of {r.hot.card_pool:,}, turned into the item keys the code writes (validator record and "
-        "guard, final status update, `FraudState.updates` card counters and duplicate item, `BaselineBuffer` "
-        "baseline shard once per delivered batch via `stable_shard`). Writes per key / seconds of traffic.",
+        "guard, card event (`fraud_state.card_event_item`), final status update, `ProfileBuffer` "
+        "profile shard once per delivered batch via `stable_shard`). Writes per key / seconds of traffic.",
         "",
     ]
     out += _table(
@@ -364,7 +364,7 @@ def _cost(r: Results) -> list[str]:
             "delivery",
             "busiest item",
             "its writes/s",
-            "busiest baseline shard",
+            "busiest profile shard",
             "busiest merchant-index partition (GSI key, 2 writes/txn)",
         ],
         [
@@ -412,7 +412,7 @@ def _cpu(r: Results) -> list[str]:
         "botocore still validates, serialises and parses each call but there is no network or emulator. "
         "Warm invocations (a first round is discarded); `time.process_time` per invocation. The validator "
         "handles POST /transaction; the detector gets the exact bodies the validator sent, in batches of 10, "
-        "with the merchant baseline present and empty card state (happy path).",
+        "with the merchant profile present and no earlier card events (happy path).",
         "",
     ]
     out += _table(
@@ -431,8 +431,9 @@ def _cpu(r: Results) -> list[str]:
         "one core of this machine ~ one Lambda arm64 vCPU. Stated in-VPC latencies per call (assumptions, "
         "through VPC endpoints): " + ", ".join(f"{k} {v:g} ms" for k, v in cpu.LATENCY_MS.items()) + ". "
         "Validator, warm: merchant config cached, so TransactWriteItems + SendMessage. Detector per batch "
-        "of 10: per message BatchGetItem + TransactWriteItems, one baseline UpdateItem. Limits are read "
-        "from the stack code (`lib/components/functions.py`, `lib/config.StackSettings` defaults).",
+        "of 10: per message the card-history Query + the verdict UpdateItem, one profile UpdateItem. "
+        "Limits are read from the stack code (`lib/components/functions.py`, `lib/config.StackSettings` "
+        "defaults).",
         "",
     ]
     out += _table(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fraud_eval import report, traffic
@@ -42,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         began = time.monotonic()
         labelled = traffic.generate(seed, plan)
-        verdicts = inprocess.run(
-            labelled, seed, lambda done, total: print(f"  seed {seed}: {done:,}/{total:,}", flush=True)
-        )
+        verdicts = inprocess.run(labelled, seed, _progress(seed))
         print(f"seed {seed}: {len(labelled):,} transactions in {time.monotonic() - began:.0f} s", flush=True)
         runs.append((seed, labelled, verdicts))
     evaluation = report.evaluate(runs)
@@ -58,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"TARGET MISSED: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _progress(seed: int) -> Callable[[int, int], None]:
+    return lambda done, total: print(f"  seed {seed}: {done:,}/{total:,}", flush=True)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def markdown(evaluation: Evaluation, chart: str, mode: str) -> str:
         f"Overall precision {_ratio(evaluation.precision)}, false-positive rate {_ratio(total.fpr, 4)} "
         f"(target <= {FPR_TARGET}, stretch <= {FPR_STRETCH}).",
         "",
-        "| family | transactions | should be flagged | caught | recall | legitimate | false positives | FPR |",
+        "| family | transactions | should be flagged | caught | recall | legitimate | false alarms | FPR |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for family, tally in evaluation.families.items():
@@ -151,9 +151,8 @@ def markdown(evaluation: Evaluation, chart: str, mode: str) -> str:
         "|---|---|---|---|---|",
     ]
     for rule, tally in sorted(evaluation.rules.items(), key=lambda item: -item[1].fired):
-        lines.append(
-            f"| {rule} | {tally.fired:,} | {tally.on_fraud:,} | {tally.on_legit:,} | {_ratio(tally.precision)} |"
-        )
+        counts = f"{tally.fired:,} | {tally.on_fraud:,} | {tally.on_legit:,}"
+        lines.append(f"| {rule} | {counts} | {_ratio(tally.precision)} |")
     lines += ["", f"![recall per family and false-positive rate]({chart})", ""]
     failures = evaluation.failures()
     lines.append(

@@ -132,7 +132,7 @@ class Generator:
     cards: int = 0
 
     def __post_init__(self) -> None:
-        self.rnd = random.Random(self.seed)
+        self.rnd = random.Random(self.seed)  # noqa: S311 - reproducible traffic, not crypto
 
     # --- building blocks ---------------------------------------------------------------------
     def card(self) -> str:
@@ -206,7 +206,8 @@ class Generator:
                 travelling = self.rnd.random() < 0.03
                 merchant = self.merchant(None if travelling else home)
                 country = home if self.rnd.random() < 0.9 else None  # some requests omit it
-                yield self.labelled("normal", at, merchant, self.amount(merchant), card, country, False, False)
+                amount = self.amount(merchant)
+                yield self.labelled("normal", at, merchant, amount, card, country, False, False)
                 produced += 1
                 # the next purchase: minutes later (same visit) or hours later
                 gap = self.rnd.uniform(120, 900) if self.rnd.random() < 0.2 else self.rnd.uniform(1800, 7200)
