@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox redrive policy layer bench soak resilience install clean
+.PHONY: test lint unit integration local demo outbox redrive backtest policy layer bench soak resilience fraud-eval install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ outbox: $(STAMP)
 # Replay dead letters of a running `make local`: FROM=parking (default) or transaction-dlq.
 redrive: $(STAMP)
 	$(RUN) -m tap_local redrive --from $(or $(FROM),parking)
+
+# Re-score a merchant's recorded transactions under proposed rules; writes nothing. E.g.
+# make backtest MERCHANT=test-merchant-001 OVERRIDES='{"velocity_1m": {"threshold": 3}}' [THRESHOLD=40]
+backtest: $(STAMP)
+	$(RUN) -m tap_local backtest --merchant $(MERCHANT) $(if $(OVERRIDES),--overrides '$(OVERRIDES)',) \
+		$(if $(THRESHOLD),--flag-threshold $(THRESHOLD),) $(if $(SINCE),--since $(SINCE),) $(if $(UNTIL),--until $(UNTIL),)
+
+# Default fraud rules on seeded labelled traffic (FRAUD.md): FRAUD_MODE=quick for the small plan (CI's
+# check); HTTP=1 runs 20 minutes of traffic in real time against the running `make local`.
+fraud-eval: $(STAMP)
+	$(RUN) -m fraud_eval $(if $(FRAUD_MODE),--mode $(FRAUD_MODE),) $(if $(HTTP),--http cfn-outputs/flat-outputs.json,)
 
 test: lint $(STAMP)
 	$(BIN)/pytest

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("quick", "full"), default="full")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--http", metavar="OUTPUTS_JSON", help="a running local pipeline's outputs file")
+    parser.add_argument("--minutes", type=float, default=20.0, help="length of the real-time run (--http)")
     parser.add_argument("--no-write", action="store_true", help="print the report, leave FRAUD.md alone")
     args = parser.parse_args(argv)
     plan = traffic.QUICK if args.mode == "quick" else traffic.FULL
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.http:
         from fraud_eval import http
 
-        return http.main(Path(args.http), seeds[0], write=not args.no_write)
+        return http.main(Path(args.http), seeds[0], write=not args.no_write, minutes=args.minutes)
 
     from fraud_eval import inprocess
 

@@ -37,14 +37,23 @@ def run(
     traffic: list[Labelled], seed: int, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Verdict]:
     """Score every transaction; returns verdicts by transaction id."""
-    from moto import mock_aws
-
     from tap_local import moto_fixes
     from tests.unit.functions import backend
 
     # The local pipeline's corrections of moto's cost per call: without them every
     # TransactWriteItems deep-copies the tables it touches, and the run grows quadratically.
     moto_fixes.install()
+    try:
+        return _run(traffic, seed, progress, backend)
+    finally:
+        moto_fixes.uninstall()
+
+
+def _run(
+    traffic: list[Labelled], seed: int, progress: Callable[[int, int], None] | None, backend: Any
+) -> dict[str, Verdict]:
+    from moto import mock_aws
+
     backend.apply_environment()
     # Thousands of scored transactions: keep the handlers' logs and metrics out of the way.
     os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"

@@ -127,6 +127,9 @@ FULL = TrafficPlan(normal=12_000, per_family=60, hours=6.0)
 class Generator:
     seed: int
     plan: TrafficPlan
+    # Distinguishes runs against one long-lived pipeline (ids and cards must not repeat across runs).
+    run_tag: int = 0
+    families: tuple[str, ...] = FAMILIES
     rnd: random.Random = field(init=False)
     serial: int = 0
     cards: int = 0
@@ -138,13 +141,13 @@ class Generator:
     def card(self) -> str:
         """A fresh Luhn-valid 16-digit number in a test BIN range (never a real issuer's card)."""
         self.cards += 1
-        body = f"4{self.seed % 100:02d}{self.cards:012d}"
+        body = f"4{self.seed % 100:02d}{self.run_tag % 1000:03d}{self.cards:09d}"
         return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
     def transaction_id(self, family: str) -> str:
         self.serial += 1
         # Letters between the numbers: an id must never look like a card number.
-        return f"ev-s{self.seed}-{family[:4]}-n{self.serial}"
+        return f"ev-s{self.seed}-r{self.run_tag}-{family[:4]}-n{self.serial}"
 
     def amount(self, merchant: Merchant, factor: float = 1.0) -> str:
         value = float(merchant.typical) * factor * math.exp(self.rnd.gauss(0, merchant.spread))
@@ -172,7 +175,9 @@ class Generator:
 
     def attack_time(self) -> datetime:
         begin = self.plan.hours * self.plan.warmup_share * 3600
-        end = max(begin + 60, self.plan.hours * 3600 - 3600)  # slow testing needs an hour after it
+        # room after the attack for its pattern: an hour for slow testing, minutes for the rest
+        tail = 3600 if "slow_testing" in self.families else 360
+        end = max(begin + 60, self.plan.hours * 3600 - tail)
         return START + timedelta(seconds=self.rnd.uniform(begin, end))
 
     def labelled(
@@ -292,11 +297,13 @@ class Generator:
     def generate(self) -> list[Labelled]:
         traffic = list(self.normal())
         for _ in range(self.plan.per_family):
-            for family in FAMILIES:
+            for family in self.families:
                 traffic.extend(getattr(self, family)())
         traffic.sort(key=lambda t: (t.at, t.transaction_id))
         return traffic
 
 
-def generate(seed: int, plan: TrafficPlan) -> list[Labelled]:
-    return Generator(seed, plan).generate()
+def generate(
+    seed: int, plan: TrafficPlan, run_tag: int = 0, families: tuple[str, ...] = FAMILIES
+) -> list[Labelled]:
+    return Generator(seed, plan, run_tag, families).generate()
