@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _progress(seed: int) -> Callable[[int, int], None]:
-    return lambda done, total: print(f"  seed {seed}: {done:,}/{total:,}", flush=True)
+    # stderr: the run captures stdout (the handlers' metrics go there)
+    return lambda done, total: print(f"  seed {seed}: {done:,}/{total:,}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ from tap_pipeline import rules
 from tap_pipeline.models import Status
 from tap_pipeline.rules import Assessment, Facts
 
-# The fields rules.effective_rules reads from an override; it skips any other silently.
-OVERRIDE_FIELDS = frozenset({"weight", "threshold", "enabled", "countries"})
+OVERRIDE_FIELDS = rules.OVERRIDE_FIELDS
 RESCORED_STATUSES = frozenset({Status.CLEARED.value, Status.FLAGGED.value})
 
 

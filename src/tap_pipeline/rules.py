@@ -5,9 +5,10 @@ transaction), so every rule is testable without AWS and the engine has no I/O.
 
 Scoring: each rule that fires adds its weight; the score is capped at 100. A transaction is
 FLAGGED when its score reaches the merchant's ``flag_threshold`` (default 50), else CLEARED.
-A merchant's ``rule_overrides`` (rule name -> ``{weight, threshold, enabled}``) replace the defaults
-field by field; unknown rule names and malformed values are ignored (and reported), so a typo in
-one merchant's configuration can never break scoring for everyone.
+A merchant's ``rule_overrides`` (rule name -> ``{weight, threshold, enabled}``, plus ``countries``
+for ``high_risk_country``) replace the defaults field by field; unknown rule names, unknown fields
+and malformed values make that rule's override ignored (and reported), so a typo in one merchant's
+configuration can never break scoring for everyone.
 """
 
 from __future__ import annotations
@@ -280,6 +281,11 @@ DEFAULT_RULES: Mapping[str, RuleSettings] = {
 }
 
 
+# The fields a rule override may set; anything else (a typo such as "treshold") makes the override
+# ignored and reported, rather than silently doing nothing.
+OVERRIDE_FIELDS = frozenset({"weight", "threshold", "enabled", "countries"})
+
+
 def effective_rules(overrides: Mapping[str, Any] | None) -> tuple[dict[str, RuleSettings], list[str]]:
     """Defaults with a merchant's overrides applied; also returns the overrides that were ignored."""
     rules = dict(DEFAULT_RULES)
@@ -290,11 +296,13 @@ def effective_rules(overrides: Mapping[str, Any] | None) -> tuple[dict[str, Rule
             continue
         current = rules[name]
         try:
+            if set(override) - OVERRIDE_FIELDS:
+                raise ValueError(sorted(set(override) - OVERRIDE_FIELDS))  # a typo: ignore it loudly
             if "weight" in override:
-                weight = int(Decimal(str(override["weight"])))
-                if not 0 <= weight <= MAX_SCORE:
-                    raise ValueError(weight)
-                current = replace(current, weight=weight)
+                weight_value = Decimal(str(override["weight"]))
+                if weight_value != weight_value.to_integral_value() or not 0 <= weight_value <= MAX_SCORE:
+                    raise ValueError(weight_value)
+                current = replace(current, weight=int(weight_value))
             if "threshold" in override:
                 current = replace(current, threshold=Decimal(str(override["threshold"])))
             if "countries" in override:

@@ -221,3 +221,13 @@ def test_malformed_and_unknown_overrides_are_ignored_not_fatal():
     assert [hit.rule for hit in assessment.hits] == ["velocity_1m"]
     assert assessment.score == rules.DEFAULT_RULES["velocity_1m"].weight
     assert set(assessment.ignored_overrides) == {"velocity_1m", "no_such_rule", "duplicate"}
+
+
+def test_override_with_an_unknown_field_or_a_fractional_weight_is_ignored_and_reported():
+    facts = replace(QUIET, card_count_minute=3)
+
+    typo = evaluate(facts, {"velocity_1m": {"treshold": 2}})
+    fractional = evaluate(facts, {"velocity_1m": {"threshold": 2, "weight": "50.5"}})
+
+    assert typo.hits == () and typo.ignored_overrides == ("velocity_1m",)
+    assert fractional.hits == () and fractional.ignored_overrides == ("velocity_1m",)
