@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.modules import REPO_ROOT, run_module
 
 
 def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
     output = tmp_path / "bench.md"
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}:{REPO_ROOT}"}
-    for name in [k for k in env if k.startswith("POWERTOOLS_")]:
-        env.pop(name)  # the benchmark sets its own Lambda-like environment per child
-    result = subprocess.run(  # noqa: S603 - our own interpreter and package
-        [sys.executable, "-m", "bench", "--mode", "quick", "--output", str(output)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_module("bench", "--mode", "quick", "--output", str(output), timeout=300)
 
     assert result.returncode == 0, result.stderr[-3000:]
     report = output.read_text()

@@ -4,31 +4,15 @@ runs the full plan). A correctness check of verdicts, never of timing."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 from fraud_eval import report, traffic
 from fraud_eval.inprocess import Verdict
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.modules import run_module
 
 
 def test_quick_plan_defaults_meet_the_recall_and_false_positive_targets():
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}:{REPO_ROOT}"}
-    for name in [k for k in env if k.startswith("POWERTOOLS_")]:
-        env.pop(name)  # the evaluation sets the functions' environment itself
-    result = subprocess.run(
-        [sys.executable, "-m", "fraud_eval", "--mode", "quick", "--no-write"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = run_module("fraud_eval", "--mode", "quick", "--no-write", timeout=900)
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     assert "Targets (recall >= 0.95 per classic family, FPR <= 1 %): **met**." in result.stdout

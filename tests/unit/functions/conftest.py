@@ -12,12 +12,14 @@ import io
 import json
 import os
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import botocore.client
 import pytest
 from moto import mock_aws
 
+from tap_pipeline.rules import Facts
 from tests.unit.functions.backend import (
     AMEX,
     ENVIRONMENT,
@@ -40,6 +42,7 @@ __all__ = [
     "ENVIRONMENT",
     "FUTURE_EXPIRY",
     "MASTERCARD",
+    "QUIET_FACTS",
     "REGION",
     "SUFFIX",
     "TEST_MERCHANT",
@@ -49,6 +52,25 @@ __all__ = [
     "Pipeline",
     "transaction",
 ]
+
+# A transaction no rule fires on (established merchant, first use of the card), for rule tests.
+QUIET_FACTS = Facts(
+    transaction_id="t-1",
+    amount=Decimal("25.00"),
+    currency="USD",
+    country="US",
+    merchant_country="US",
+    merchant_max_amount=Decimal("5000"),
+    card_count_minute=1,
+    card_count_hour=1,
+    is_small_amount=False,
+    card_small_count_hour=0,
+    seconds_since_same_card_merchant_amount=None,
+    card_merchants_10m=1,
+    baseline_count=100,
+    baseline_median=Decimal(25),
+    amount_deviation=0.0,
+)
 
 # Powertools reads these when tap_pipeline.observability is first imported (at collection time, before
 # any fixture runs): tracing must be off and the metrics namespace known from the start, as in Lambda.

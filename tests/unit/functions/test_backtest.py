@@ -11,24 +11,8 @@ import pytest
 
 from tap_pipeline.backtest import InvalidProposal, ScoringConfig, SkipReason, backtest, check_proposal
 from tap_pipeline.rules import Facts, evaluate
+from tests.unit.functions.conftest import QUIET_FACTS as QUIET
 
-QUIET = Facts(
-    transaction_id="t-1",
-    amount=Decimal("25.00"),
-    currency="USD",
-    country="US",
-    merchant_country="US",
-    merchant_max_amount=Decimal("5000"),
-    card_count_minute=1,
-    card_count_hour=1,
-    is_small_amount=False,
-    card_small_count_hour=0,
-    seconds_since_same_card_merchant_amount=None,
-    card_merchants_10m=1,
-    baseline_count=100,
-    baseline_median=Decimal(25),
-    amount_deviation=0.0,
-)
 DEFAULTS = ScoringConfig()
 
 
