@@ -13,7 +13,7 @@ velocity              one card 12 times within ~30 s, ordinary amounts    uses 6
 card_testing          8 small distinct amounts within a minute            uses 5-8
 duplicate             same card, merchant, amount twice within seconds    the second (first is legit)
 amount_spike          a new card spending 50-100x the merchant's typical  yes
-foreign_large         a foreign card spending 8-30x the typical           yes
+foreign_large         a foreign card spending 5-30x the typical           yes
 merchant_burst        one card at 6 different merchants within 5 minutes  uses 4-6
 high_risk_country     a card from a FATF call-for-action country abroad   yes
 slow_testing          8 small amounts across merchants over ~50 minutes   uses 5-8
@@ -261,7 +261,7 @@ class Generator:
     def foreign_large(self) -> Iterator[Labelled]:
         merchant = self.merchant()
         country = self.rnd.choice([c for c in (*COUNTRIES, "BR", "NG", "IN", "CN") if c != merchant.country])
-        value = float(merchant.typical) * self.rnd.uniform(8, 30)
+        value = float(merchant.typical) * self.rnd.uniform(5, 30)
         yield self.labelled(
             "foreign_large", self.attack_time(), merchant, self.money(merchant, value), self.card(), country,
             True, True,

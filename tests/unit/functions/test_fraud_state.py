@@ -303,3 +303,18 @@ def test_f13_merchant_history_query_covers_every_shard_newest_first(pipeline):
     assert [item["transaction_id"] for item in everything] == [f"m-{i}" for i in range(39, -1, -1)]
     assert [item["transaction_id"] for item in recent] == [f"m-{i}" for i in range(39, 29, -1)]
     assert [item["transaction_id"] for item in limited] == [f"m-{i}" for i in range(39, 34, -1)]
+
+
+def test_profile_cache_keeps_only_established_profiles_and_adds_its_own_writes():
+    state = FraudState("fraud", shards=16, profile_cache_seconds=60)
+    young = AmountProfile.of([Decimal(40)] * (amounts.MIN_SAMPLES - 1))
+    grown = AmountProfile.of([Decimal(40)] * amounts.MIN_SAMPLES)
+
+    state.remember_profile(MERCHANT, "USD", young, START)
+    assert state.cached_profile(MERCHANT, "USD", START) is None  # little history: read again next time
+    state.remember_profile(MERCHANT, "USD", grown, START)
+    state.absorb(MERCHANT, "USD", {amounts.bin_of(Decimal(80)): 2})
+
+    cached = state.cached_profile(MERCHANT, "USD", START + timedelta(seconds=59))
+    assert cached is not None and cached.count == amounts.MIN_SAMPLES + 2
+    assert state.cached_profile(MERCHANT, "USD", START + timedelta(seconds=60)) is None  # expired
