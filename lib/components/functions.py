@@ -178,7 +178,9 @@ class Functions(TaggedComponent):
                 },
                 # Exactly the calls it makes: records written in one TransactWriteItems with their
                 # guard items and card events (Put on three tables), read back by key or by id
-                # (GET), no updates. In the fraud-state table only card events (card#...).
+                # (GET), no updates. In the fraud-state table only card events (card#...): a Put inside
+                # TransactWriteItems is authorised as PutItem, conditions included
+                # (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
                 statements=[
                     read_merchants,
                     iam.allow(

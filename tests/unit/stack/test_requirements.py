@@ -272,6 +272,18 @@ def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
         assert kms and all("kms:ViaService" in s["Condition"]["StringEquals"] for s in kms)
 
 
+def test_c2_validator_writes_only_card_events_into_the_fraud_state(graph):
+    """Issue 10: card events are written at intake; the validator may put nothing else there."""
+    fraud_table = graph.one(TABLE, "fraud-state-table").state["arn"]
+    validator = [s for s in role_statements(graph, "validator") if fraud_table in as_list(s["Resource"])]
+    detector = role_statements(graph, "fraud-detector")
+
+    assert len(validator) == 1
+    assert as_list(validator[0]["Action"]) == ["dynamodb:PutItem"]
+    assert validator[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["card#*"]}}
+    assert grants(detector, "dynamodb:Query", fraud_table)  # the card history
+
+
 VPC_EXECUTION_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
