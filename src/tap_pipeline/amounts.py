@@ -28,6 +28,10 @@ IQR_TO_SIGMA = 1.349
 # Floor on the spread (ln units; 0.5 ~ a factor of 1.65): a merchant selling at one price would
 # otherwise see any other amount as many deviations away.
 MIN_SPREAD = 0.5
+# Young profiles' spread is shrunk towards this (ln units: card spending's log-spread is typically
+# 0.6-1.2), weighted as this many samples (see AmountProfile.spread_log).
+PRIOR_SPREAD = 1.0
+PRIOR_WEIGHT = 20
 # Fewer samples than this and the profile says nothing useful (the policy for little history).
 MIN_SAMPLES = 20
 # Cleared amounts at least this many robust deviations above the median stay out of the profile.
@@ -104,8 +108,18 @@ class AmountProfile:
 
     @property
     def spread_log(self) -> float:
-        """Robust standard deviation of ln(amount), floored at :data:`MIN_SPREAD`."""
-        return max(MIN_SPREAD, (self.quantile(0.75) - self.quantile(0.25)) / IQR_TO_SIGMA)
+        """Robust standard deviation of ln(amount), shrunk towards :data:`PRIOR_SPREAD` while the
+        profile is young and floored at :data:`MIN_SPREAD`.
+
+        Why shrink: an interquartile range from 20-50 amounts is noisy, and an underestimate turns
+        the tail of ordinary spending into "spikes" at exactly the merchants with the least history.
+        Weighting the estimate against :data:`PRIOR_WEIGHT` pseudo-samples of a typical card-spend
+        spread keeps young profiles conservative; at a few hundred amounts the prior is negligible.
+        """
+        observed = (self.quantile(0.75) - self.quantile(0.25)) / IQR_TO_SIGMA
+        n = self.count
+        blended = math.sqrt((n * observed**2 + PRIOR_WEIGHT * PRIOR_SPREAD**2) / (n + PRIOR_WEIGHT))
+        return max(MIN_SPREAD, blended)
 
     @property
     def median(self) -> Decimal:

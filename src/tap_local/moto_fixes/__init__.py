@@ -3,7 +3,8 @@ not grow with the data it holds (issue 9). One module per correction, each with 
 was written against, why it is needed, what it changes, and a note fit for an upstream report.
 
 The local pipeline's embedded emulator installs them, and so does the in-process fraud evaluation
-(`fraud_eval.inprocess`, for the duration of its run); the function tests run on moto as released. `ttl_expiry` is not a patch but a sweep the emulator runs on a timer (moto never expires items).
+(`fraud_eval.inprocess`, for the duration of its run); the function tests run on moto as released.
+`ttl_expiry` is not a patch but a sweep the emulator runs on a timer (moto never expires items).
 `MOTO_VERSION` pins what they were checked against: the tests refuse another version, so
 an upgrade of moto makes someone look again (the fix may be upstream by then).
 """

@@ -318,3 +318,17 @@ def test_profile_cache_keeps_only_established_profiles_and_adds_its_own_writes()
     cached = state.cached_profile(MERCHANT, "USD", START + timedelta(seconds=59))
     assert cached is not None and cached.count == amounts.MIN_SAMPLES + 2
     assert state.cached_profile(MERCHANT, "USD", START + timedelta(seconds=60)) is None  # expired
+
+
+def test_young_profile_spread_is_shrunk_towards_the_prior_and_old_one_is_not():
+    rnd = random.Random(11)
+
+    def sample(n: int) -> AmountProfile:
+        return AmountProfile.of(
+            [Decimal(str(round(math.exp(rnd.gauss(math.log(9), 0.5)), 2))) for _ in range(n)]
+        )
+
+    young, old = sample(25), sample(5000)
+
+    assert young.spread_log > 0.7  # half-way to the prior of 1.0: a 7x amount is not yet a spike
+    assert abs(old.spread_log - 0.5) < 0.03
