@@ -14,6 +14,7 @@ def run_module(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}:{REPO_ROOT}"}
     for name in [k for k in env if k.startswith("POWERTOOLS_")]:
         env.pop(name)  # the module sets the functions' Lambda-like environment itself
+    env.pop("AWS_ENDPOINT_URL", None)  # its AWS is in-process moto, never a pipeline left running
     return subprocess.run(  # noqa: S603 - our own interpreter and package
         [sys.executable, "-m", *args],
         cwd=REPO_ROOT,

@@ -30,6 +30,17 @@ from tests.unit.functions.backend import (
 VELOCITY_2 = {"velocity_1m": {"threshold": 2}}
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Any:
+    """`connect` points this process at a pipeline through os.environ (as the CLI must); put every
+    variable back afterwards, including ones that did not exist (monkeypatch.delenv would not
+    remove those), so no later test or child process inherits an emulator endpoint."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def pipeline(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The function tests' backend, built as tests/unit/functions/conftest.py builds it.
@@ -265,7 +276,7 @@ def test_a_local_pipeline_is_reached_through_its_emulator_and_a_deployed_one_dir
     queue_url, endpoint, monkeypatch
 ):
     for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", *CREDENTIALS):
-        monkeypatch.delenv(name, raising=False)  # restored after the test
+        monkeypatch.delenv(name, raising=False)  # the fixture above restores everything afterwards
 
     connect({"transaction_queue_url": queue_url, "region": "eu-west-1"}, None)
 
