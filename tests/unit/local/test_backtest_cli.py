@@ -173,22 +173,17 @@ def _outputs(pipeline: Pipeline, tmp_path: Path) -> Path:
     return path
 
 
-def test_the_command_prints_the_changes_and_why(pipeline, tmp_path, capsys):
-    ids = _card_used_four_times(pipeline)
+def _backtest_command(pipeline: Pipeline, tmp_path: Path, capsys: Any, *options: str) -> int:
+    """`python -m tap_local backtest` on the test merchant, after the handlers' own output."""
     outputs = _outputs(pipeline, tmp_path)
     capsys.readouterr()  # the handlers' logs and metrics
+    return cli(["backtest", "--merchant", TEST_MERCHANT, "--outputs", str(outputs), *options])
 
-    code = cli(
-        [
-            "backtest",
-            "--merchant",
-            TEST_MERCHANT,
-            "--overrides",
-            json.dumps(VELOCITY_2),
-            "--outputs",
-            str(outputs),
-        ]
-    )
+
+def test_the_command_prints_the_changes_and_why(pipeline, tmp_path, capsys):
+    ids = _card_used_four_times(pipeline)
+
+    code = _backtest_command(pipeline, tmp_path, capsys, "--overrides", json.dumps(VELOCITY_2))
 
     text = capsys.readouterr().out
     assert code == 0
@@ -199,21 +194,8 @@ def test_the_command_prints_the_changes_and_why(pipeline, tmp_path, capsys):
 
 def test_the_command_prints_json(pipeline, tmp_path, capsys):
     ids = _card_used_four_times(pipeline)
-    outputs = _outputs(pipeline, tmp_path)
-    capsys.readouterr()  # the handlers' logs and metrics
 
-    code = cli(
-        [
-            "backtest",
-            "--merchant",
-            TEST_MERCHANT,
-            "--flag-threshold",
-            "1",
-            "--outputs",
-            str(outputs),
-            "--json",
-        ]
-    )
+    code = _backtest_command(pipeline, tmp_path, capsys, "--flag-threshold", "1", "--json")
 
     document = json.loads(capsys.readouterr().out)
     assert code == 0
