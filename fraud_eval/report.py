@@ -43,6 +43,11 @@ class Tally:
     def fpr(self) -> float | None:
         return self.false_positives / self.legit if self.legit else None
 
+    @property
+    def precision(self) -> float | None:
+        """Of this family's flagged transactions, the share that were fraud."""
+        return (self.flagged - self.false_positives) / self.flagged if self.flagged else None
+
     def add(self, label: Labelled, flagged: bool) -> None:
         self.transactions += 1
         self.flagged += flagged
@@ -59,6 +64,7 @@ class RuleTally:
     fired: int = 0
     on_fraud: int = 0
     on_legit: int = 0
+    on_expected: int = 0  # fired on a transaction that should be flagged
 
     @property
     def precision(self) -> float | None:
@@ -107,6 +113,7 @@ def evaluate(runs: Iterable[tuple[int, list[Labelled], Mapping[str, Verdict]]]) 
                 tally.fired += 1
                 tally.on_fraud += label.fraud
                 tally.on_legit += not label.fraud
+                tally.on_expected += label.should_flag
             if label.should_flag and not flagged:
                 result.misses.append((label, verdict))
             if flagged and not label.fraud:
@@ -126,14 +133,16 @@ def markdown(evaluation: Evaluation, chart: str, mode: str) -> str:
         f"Overall precision {_ratio(evaluation.precision)}, false-positive rate {_ratio(total.fpr, 4)} "
         f"(target <= {FPR_TARGET}, stretch <= {FPR_STRETCH}).",
         "",
-        "| family | transactions | should be flagged | caught | recall | legitimate | false alarms | FPR |",
-        "|---|---|---|---|---|---|---|---|",
+        "| family | transactions | should be flagged | caught | recall | legitimate | false alarms | FPR "
+        "| precision |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for family, tally in evaluation.families.items():
         marker = " (classic)" if family in CLASSIC_FAMILIES else ""
         lines.append(
             f"| {family}{marker} | {tally.transactions:,} | {tally.expected:,} | {tally.caught:,} | "
-            f"{_ratio(tally.recall)} | {tally.legit:,} | {tally.false_positives:,} | {_ratio(tally.fpr, 4)} |"
+            f"{_ratio(tally.recall)} | {tally.legit:,} | {tally.false_positives:,} | "
+            f"{_ratio(tally.fpr, 4)} | {_ratio(tally.precision)} |"
         )
     lines += [
         "",
@@ -147,12 +156,15 @@ def markdown(evaluation: Evaluation, chart: str, mode: str) -> str:
         "",
         "Per rule (a transaction can fire several):",
         "",
-        "| rule | fired | on fraud | on legitimate | precision |",
-        "|---|---|---|---|---|",
+        "| rule | fired | on fraud | on legitimate | precision "
+        "| recall (share of should-be-flagged it fired on) | FPR (share of legitimate it fired on) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for rule, tally in sorted(evaluation.rules.items(), key=lambda item: -item[1].fired):
-        counts = f"{tally.fired:,} | {tally.on_fraud:,} | {tally.on_legit:,}"
-        lines.append(f"| {rule} | {counts} | {_ratio(tally.precision)} |")
+        counts = f"{tally.fired:,} | {tally.on_fraud:,} | {tally.on_legit:,} | {_ratio(tally.precision)}"
+        recall = tally.on_expected / total.expected if total.expected else None
+        fpr = tally.on_legit / total.legit if total.legit else None
+        lines.append(f"| {rule} | {counts} | {_ratio(recall)} | {_ratio(fpr, 4)} |")
     lines += ["", f"![recall per family and false-positive rate]({chart})", ""]
     failures = evaluation.failures()
     lines.append(

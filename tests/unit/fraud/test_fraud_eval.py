@@ -76,6 +76,9 @@ def test_report_counts_recall_false_positives_and_rule_precision():
     assert evaluation.families["amount_spike"].recall == 19 / 20
     assert evaluation.families["normal"].fpr == 1 / 200
     assert evaluation.rules["amount_spike"].precision == 19 / 20
+    assert evaluation.rules["amount_spike"].on_expected == 19
+    assert evaluation.families["amount_spike"].precision == 1.0
+    assert evaluation.families["normal"].precision == 0.0
     assert evaluation.precision == 19 / 20
     assert len(evaluation.misses) == 1 and len(evaluation.false_alarms) == 1
 
