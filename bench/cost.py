@@ -223,9 +223,10 @@ class _MotoWriter:
 
 
 class CacheClocks:
-    """Stops the clocks of the two per-container caches while transactions are measured.
+    """Stops the clocks of the per-container caches while transactions are measured.
 
-    The merchant-config cache (``repository.MerchantDirectory``, 60 s) reads ``time.monotonic``; the
+    The merchant-config cache (``repository.MerchantDirectory``, 60 s) and the merchant amount-profile
+    cache (``fraud_state.FraudState``, 60 s) read ``time.monotonic``; the
     card-key cache (Powertools' parameter cache under ``keys``, 300 s) reads ``datetime.now``. Moto
     deep-copies every table a TransactWriteItems touches (its rollback), so with 10^5 items one
     transaction takes seconds here against milliseconds in DynamoDB, and on the real clock the
@@ -238,9 +239,13 @@ class CacheClocks:
     def __enter__(self) -> CacheClocks:
         from aws_lambda_powertools.utilities.parameters import base
 
-        from tap_pipeline import repository
+        from tap_pipeline import fraud_state, repository
 
-        self._restore = [(repository, "time", repository.time), (base, "datetime", base.datetime)]
+        self._restore = [
+            (repository, "time", repository.time),
+            (fraud_state, "time", fraud_state.time),
+            (base, "datetime", base.datetime),
+        ]
         self.offset = 0.0
         monotonic, epoch, clocks = time.monotonic(), time.time(), self
 
@@ -258,6 +263,7 @@ class CacheClocks:
                 return datetime.fromtimestamp(epoch + clocks.offset, tz)
 
         repository.time = _Time()  # type: ignore[assignment]
+        fraud_state.time = _Time()  # type: ignore[assignment]
         base.datetime = _Datetime  # type: ignore[misc]
         return self
 

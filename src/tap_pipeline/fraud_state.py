@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -192,15 +191,13 @@ class FraudState:
             for shard in [*range(self.shards), "seed"]
         ]
 
-    def cached_profile(self, merchant_id: str, currency: str, now: datetime) -> AmountProfile | None:
+    def cached_profile(self, merchant_id: str, currency: str) -> AmountProfile | None:
         hit = self._profiles.get((merchant_id, currency))
-        if hit is not None and hit[0] > now.timestamp():
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return None
 
-    def remember_profile(
-        self, merchant_id: str, currency: str, profile: AmountProfile, now: datetime
-    ) -> None:
+    def remember_profile(self, merchant_id: str, currency: str, profile: AmountProfile) -> None:
         """Cache an established profile; one with little history is read again next time, so a new
         merchant's first transactions, spread over many containers, establish it without delay
         (a read per transaction only until it holds ``MIN_SAMPLES`` amounts)."""
@@ -208,7 +205,7 @@ class FraudState:
             return
         if len(self._profiles) >= PROFILE_CACHE_ENTRIES:
             self._profiles.clear()  # bounded; a cold reload costs one read per merchant and currency
-        self._profiles[(merchant_id, currency)] = (now.timestamp() + self.profile_cache_seconds, profile)
+        self._profiles[(merchant_id, currency)] = (time.monotonic() + self.profile_cache_seconds, profile)
 
     def absorb(self, merchant_id: str, currency: str, bins: dict[int, int]) -> None:
         """Add this container's own written contributions to its cached profile (write-through).

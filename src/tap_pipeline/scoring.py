@@ -64,15 +64,15 @@ def state() -> FraudState:
     return FraudState(s.fraud_state_table, s.fraud_state_shards, s.fraud_profile_cache_seconds)
 
 
-def merchant_profile(message: TransactionMessage, now: datetime) -> AmountProfile:
+def merchant_profile(message: TransactionMessage) -> AmountProfile:
     """The merchant's amount profile for this currency, from the container's cache when fresh."""
-    cached = state().cached_profile(message.merchant_id, message.currency, now)
+    cached = state().cached_profile(message.merchant_id, message.currency)
     if cached is not None:
         return cached
     profile = state().read_profile(message.merchant_id, message.currency)
     if profile is None:
         profile = repair_profile(message)
-    state().remember_profile(message.merchant_id, message.currency, profile, now)
+    state().remember_profile(message.merchant_id, message.currency, profile)
     return profile
 
 
@@ -114,12 +114,12 @@ def _ensure_alert(record: dict[str, Any]) -> bool:
     return True
 
 
-def assess(message: TransactionMessage, now: datetime) -> tuple[rules.Facts, rules.Assessment]:
+def assess(message: TransactionMessage) -> tuple[rules.Facts, rules.Assessment]:
     """Features and verdict of one transaction (reads only)."""
     merchant = merchants().get(message.merchant_id)
     if merchant is None:
         logger.warning("merchant configuration missing; scoring with default rules")
-    facts = derive_facts(message, state().card_history(message), merchant_profile(message, now), merchant)
+    facts = derive_facts(message, state().card_history(message), merchant_profile(message), merchant)
     assessment = rules.evaluate(
         facts,
         merchant.rule_overrides if merchant else None,
@@ -131,7 +131,7 @@ def assess(message: TransactionMessage, now: datetime) -> tuple[rules.Facts, rul
 @tracer.capture_method(capture_response=False)
 def process(message: TransactionMessage, now: datetime | None = None) -> Result:
     now = now or datetime.now(UTC)
-    facts, assessment = assess(message, now)
+    facts, assessment = assess(message)
     status = Status.FLAGGED if assessment.flagged else Status.CLEARED
     update = store().final_status_update(
         message, status, assessment.score, assessment.reasons, iso_millis(now), facts.to_features()

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tap_pipeline import amounts
+from tap_pipeline import amounts, fraud_state
 from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.fraud_state import (
     CARD_HISTORY_LIMIT,
@@ -305,19 +305,23 @@ def test_f13_merchant_history_query_covers_every_shard_newest_first(pipeline):
     assert [item["transaction_id"] for item in limited] == [f"m-{i}" for i in range(39, 34, -1)]
 
 
-def test_profile_cache_keeps_only_established_profiles_and_adds_its_own_writes():
+def test_profile_cache_keeps_only_established_profiles_and_adds_its_own_writes(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(fraud_state.time, "monotonic", lambda: clock[0])
     state = FraudState("fraud", shards=16, profile_cache_seconds=60)
     young = AmountProfile.of([Decimal(40)] * (amounts.MIN_SAMPLES - 1))
     grown = AmountProfile.of([Decimal(40)] * amounts.MIN_SAMPLES)
 
-    state.remember_profile(MERCHANT, "USD", young, START)
-    assert state.cached_profile(MERCHANT, "USD", START) is None  # little history: read again next time
-    state.remember_profile(MERCHANT, "USD", grown, START)
+    state.remember_profile(MERCHANT, "USD", young)
+    assert state.cached_profile(MERCHANT, "USD") is None  # little history: read again next time
+    state.remember_profile(MERCHANT, "USD", grown)
     state.absorb(MERCHANT, "USD", {amounts.bin_of(Decimal(80)): 2})
 
-    cached = state.cached_profile(MERCHANT, "USD", START + timedelta(seconds=59))
+    clock[0] += 59
+    cached = state.cached_profile(MERCHANT, "USD")
     assert cached is not None and cached.count == amounts.MIN_SAMPLES + 2
-    assert state.cached_profile(MERCHANT, "USD", START + timedelta(seconds=60)) is None  # expired
+    clock[0] += 1
+    assert state.cached_profile(MERCHANT, "USD") is None  # expired
 
 
 def test_young_profile_spread_is_shrunk_towards_the_prior_and_old_one_is_not():
