@@ -315,6 +315,7 @@ def run(mode: Mode) -> CostResult:
         pipe = backend.build_pipeline()
         ttls = {
             "merchant config": int(os.environ["MERCHANT_CACHE_TTL_SECONDS"]),
+            "merchant profile": int(os.environ["FRAUD_PROFILE_CACHE_SECONDS"]),
             "card key": keys.KEY_CACHE_SECONDS,
         }
         real = 20 if mode.quick else REAL_HISTORY
