@@ -178,14 +178,10 @@ def _write_history(
         event_batch.put_item(Item=event)
         amounts.append(amount)
     profile = AmountProfile.of(amounts)
-    names = sorted(profile.bins)
-    pipe.ddb.Table(pipe.fraud_state_table).update_item(
-        Key={
-            "pk": fraud_state.profile_pk("test-merchant-001", "USD", serial_base % 16),
-            "sk": fraud_state.PROFILE_SK,
-        },
-        UpdateExpression="ADD " + ", ".join(f"h{i} :b{i}" for i in names),
-        ExpressionAttributeValues={f":b{i}": profile.bins[i] for i in names},
+    pipe.ddb.meta.client.update_item(
+        **fraud_state.profile_add(
+            pipe.fraud_state_table, "test-merchant-001", "USD", serial_base % 16, profile.bins
+        )
     )
 
 

@@ -92,6 +92,19 @@ def profile_pk(merchant_id: str, currency: str, shard: int | str) -> str:
     return f"amounts#{merchant_id}#{currency}#{shard}"
 
 
+def profile_add(
+    table_name: str, merchant_id: str, currency: str, shard: int | str, bins: dict[int, int]
+) -> dict[str, Any]:
+    """``UpdateItem`` arguments adding bin counts to one profile shard (``ADD``: order-free)."""
+    names = sorted(bins)
+    return {
+        "TableName": table_name,
+        "Key": {"pk": profile_pk(merchant_id, currency, shard), "sk": PROFILE_SK},
+        "UpdateExpression": "ADD " + ", ".join(f"{amounts.bin_attribute(i)} :b{i}" for i in names),
+        "ExpressionAttributeValues": {f":b{i}": bins[i] for i in names},
+    }
+
+
 @dataclass(frozen=True)
 class CardEvent:
     received_ms: int
@@ -289,34 +302,23 @@ class ProfileBuffer:
 
     def pending_updates(self, state: FraudState) -> list[dict[str, Any]]:
         """``UpdateItem`` arguments for everything buffered (one per merchant and currency)."""
-        return [
-            self._update(state, merchant_id, currency, bins)
-            for (merchant_id, currency), (_, bins) in self._groups.items()
-        ]
+        return [update for _, _, update in self._updates(state)]
 
-    def _update(
-        self, state: FraudState, merchant_id: str, currency: str, bins: dict[int, int]
-    ) -> dict[str, Any]:
-        first_id = self._groups[(merchant_id, currency)][0]
-        names = sorted(bins)
-        return {
-            "TableName": state.table_name,
-            "Key": {
-                "pk": profile_pk(merchant_id, currency, stable_shard(first_id, state.shards)),
-                "sk": PROFILE_SK,
-            },
-            "UpdateExpression": "ADD " + ", ".join(f"{amounts.bin_attribute(i)} :b{i}" for i in names),
-            "ExpressionAttributeValues": {f":b{i}": bins[i] for i in names},
-        }
+    def _updates(self, state: FraudState) -> list[tuple[tuple[str, str], dict[int, int], dict[str, Any]]]:
+        # The shard is chosen per batch from its first transaction, so batches spread over shards.
+        return [
+            (key, bins, profile_add(state.table_name, *key, stable_shard(first_id, state.shards), bins))
+            for key, (first_id, bins) in self._groups.items()
+        ]
 
     @tracer.capture_method(capture_response=False)
     def flush(self, state: FraudState) -> int:
         """Write and forget the buffered contributions; returns how many samples were lost."""
         client = aws.dynamodb()
         lost = 0
-        for (merchant_id, currency), (_, bins) in self._groups.items():
+        for (merchant_id, currency), bins, update in self._updates(state):
             try:
-                client.update_item(**self._update(state, merchant_id, currency, bins))
+                client.update_item(**update)
             except Exception:
                 lost += sum(bins.values())
                 logger.exception("merchant profile update failed; these samples are not counted")

@@ -390,11 +390,11 @@ def test_lost_profile_update_is_logged_and_does_not_fail_or_double_count(pipelin
     )
     messages = pipeline.drain(pipeline.queue_url)
 
-    def failing_update(self: Any, state: Any, merchant_id: str, currency: str, bins: Any) -> dict[str, Any]:
+    def failing_update(*args: Any) -> dict[str, Any]:
         return {"TableName": "no-such-table", "Key": {"pk": "x", "sk": "y"}, "UpdateExpression": "ADD n :n",
                 "ExpressionAttributeValues": {":n": 1}}  # fmt: skip
 
-    monkeypatch.setattr(fraud_state.ProfileBuffer, "_update", failing_update)
+    monkeypatch.setattr(fraud_state, "profile_add", failing_update)
     result = pipeline.run_detector(messages)
 
     assert result == {"batchItemFailures": []}
