@@ -287,7 +287,8 @@ class TransactionStore:
         items = response.get("Items") or []
         return items[0] if items else None
 
-    def final_status_update(
+    @tracer.capture_method(capture_response=False)
+    def record_verdict(
         self,
         message: TransactionMessage,
         status: Status,
@@ -295,32 +296,43 @@ class TransactionStore:
         reasons: list[str],
         processed_at: str,
         features: dict[str, Any],
-    ) -> dict[str, Any]:
-        """``UpdateItem`` arguments: RECEIVED -> CLEARED/FLAGGED, only if still RECEIVED.
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """RECEIVED -> CLEARED/FLAGGED, only if still RECEIVED. Returns (recorded, record).
 
-        The condition makes the transition happen once: a redelivered message fails it, and the
-        caller adds nothing to the merchant profile. ``features`` are the rules' inputs (no card
-        data), kept so a rule change can be backtested on the record.
+        The condition makes the transition happen once: a redelivered message fails it (``False``
+        and the record as it stands, or ``None`` when there is no record), and the caller adds
+        nothing to the merchant profile. ``features`` are the rules' inputs (no card data), kept so
+        a rule change can be backtested on the record.
         """
-        return {
-            "TableName": self.table_name,
-            "Key": {"transaction_id": message.transaction_id, "timestamp": message.timestamp},
-            "UpdateExpression": (
-                "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at, "
-                "features = :features"
-            ),
-            "ConditionExpression": "attribute_exists(transaction_id) AND #status = :received",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {
-                ":status": status.value,
-                ":score": score,
-                ":reasons": reasons,
-                ":at": processed_at,
-                ":features": features,
-                ":received": Status.RECEIVED.value,
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
+        key = (message.transaction_id, message.timestamp)
+        client = aws.dynamodb()
+        try:
+            client.update_item(
+                TableName=self.table_name,
+                Key={"transaction_id": key[0], "timestamp": key[1]},
+                UpdateExpression=(
+                    "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at, "
+                    "features = :features"
+                ),
+                ConditionExpression="attribute_exists(transaction_id) AND #status = :received",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":status": status.value,
+                    ":score": score,
+                    ":reasons": reasons,
+                    ":at": processed_at,
+                    ":features": features,
+                    ":received": Status.RECEIVED.value,
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except client.exceptions.ConditionalCheckFailedException as exc:
+            return False, self._existing(exc, key)
+        return True, None
+
+    def _existing(self, exc: Any, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The record a failed condition saw (returned with the error, else read back)."""
+        return deserialize_item(exc.response.get("Item")) or self.get_record(*key)
 
     @tracer.capture_method(capture_response=False)
     def note_processing_error(self, message: TransactionMessage, cause: str, at: str) -> None:
@@ -379,9 +391,7 @@ class TransactionStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
-            old = deserialize_item(exc.response.get("Item"))
-            if old is None:
-                old = self.get_record(*key)
+            old = self._existing(exc, key)
             return ("final", old) if old else ("missing", None)
         return "failed", response.get("Attributes")
 

@@ -21,12 +21,12 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from tap_pipeline import alerts, aws, rules
+from tap_pipeline import alerts, rules
 from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.fraud_state import FraudState, ProfileBuffer, derive_facts
 from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import logger, tracer
-from tap_pipeline.repository import MerchantDirectory, TransactionStore, deserialize_item, iso_millis
+from tap_pipeline.repository import MerchantDirectory, TransactionStore, iso_millis
 from tap_pipeline.settings import fraud_detector_settings
 
 profile_buffer = ProfileBuffer()
@@ -133,15 +133,12 @@ def process(message: TransactionMessage, now: datetime | None = None) -> Result:
     now = now or datetime.now(UTC)
     facts, assessment = assess(message)
     status = Status.FLAGGED if assessment.flagged else Status.CLEARED
-    update = store().final_status_update(
+    recorded, existing = store().record_verdict(
         message, status, assessment.score, assessment.reasons, iso_millis(now), facts.to_features()
     )
-    client = aws.dynamodb()
-    try:
-        client.update_item(**update)
-    except client.exceptions.ConditionalCheckFailedException as exc:
+    if not recorded:
         # Already left RECEIVED (a redelivery), or no record: nothing was written.
-        return _already_processed(message, deserialize_item(exc.response.get("Item")))
+        return _already_processed(message, existing)
 
     if assessment.ignored_overrides:
         logger.warning("ignored invalid rule overrides", extra={"rules": list(assessment.ignored_overrides)})
@@ -174,8 +171,6 @@ def store_view(message: TransactionMessage) -> dict[str, Any]:
 
 def _already_processed(message: TransactionMessage, record: dict[str, Any] | None) -> Result:
     """Redelivery of a message whose transaction already left RECEIVED (or has no record)."""
-    if record is None:
-        record = store().get_record(message.transaction_id, message.timestamp)
     if record is None:
         # Nothing to score against: fail so the message ends in the DLQ, where the failed handler
         # records it as FAILED (it is never silently dropped).
