@@ -140,12 +140,13 @@ class Assessment:
         return [hit.reason() for hit in self.hits]
 
 
-def _above(value: float, threshold: Decimal) -> bool:
-    return Decimal(str(round(value, 3))) > threshold
+def _rounded(value: float) -> Decimal:
+    """A measured float as the Decimal a threshold is compared with (3 places: no float noise)."""
+    return Decimal(str(round(value, 3)))
 
 
 def _velocity(count: int, threshold: Decimal, window: str) -> str | None:
-    if _above(count, threshold):
+    if count > threshold:
         return f"{count} transactions on this card in the last {window} (threshold {threshold})"
     return None
 
@@ -161,7 +162,7 @@ def velocity_1h(facts: Facts, settings: RuleSettings) -> str | None:
 def _deviation(facts: Facts, settings: RuleSettings) -> str | None:
     """Shared by the two amount rules: the amount's distance from the merchant's typical amount."""
     deviation, median, threshold = facts.amount_deviation, facts.baseline_median, _threshold(settings)
-    if deviation is None or median is None or Decimal(str(round(deviation, 3))) < threshold:
+    if deviation is None or median is None or _rounded(deviation) < threshold:
         return None
     ratio = facts.amount / median if median > 0 else Decimal(0)
     return (
@@ -194,7 +195,7 @@ def card_testing(facts: Facts, settings: RuleSettings) -> str | None:
 def duplicate(facts: Facts, settings: RuleSettings) -> str | None:
     gap = facts.seconds_since_same_card_merchant_amount
     window = _threshold(settings)
-    if gap is not None and Decimal(str(round(gap, 3))) <= window:
+    if gap is not None and _rounded(gap) <= window:
         return f"same card, merchant and amount {gap:.0f} s earlier (window {window} s)"
     return None
 
