@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from fraud_eval import report, traffic
-from fraud_eval.inprocess import Verdict
+from tap_pipeline.backtest import Verdict
 
 MINUTES = 20
 FINAL = {"CLEARED", "FLAGGED", "FAILED"}
@@ -44,8 +44,7 @@ def _verdict(session: requests.Session, url: str, key: str, transaction_id: str)
     body = response.json()
     if body.get("status") not in FINAL:
         return None
-    rules = tuple(reason.split(":", 1)[0] for reason in body.get("reasons") or [])
-    return Verdict(str(body["status"]), int(body.get("fraud_score") or 0), rules)
+    return Verdict.from_record(body)
 
 
 def run(

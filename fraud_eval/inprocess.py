@@ -16,21 +16,14 @@ import io
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fraud_eval.traffic import MERCHANTS, Labelled
+from tap_pipeline.backtest import Verdict
 
 BATCH = 10
 # Messages waiting before a batch is drawn: larger means more reordering.
 BACKLOG = 40
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    score: int
-    rules: tuple[str, ...]
 
 
 def run(
@@ -62,14 +55,7 @@ def _run(
         for merchant in MERCHANTS:
             pipe.ddb.Table(pipe.merchant_table).put_item(Item=merchant.item())
         _feed(pipe, traffic, random.Random(seed), progress)  # noqa: S311 - reproducible order, not crypto
-        return {
-            record["transaction_id"]: Verdict(
-                status=str(record["status"]),
-                score=int(record.get("fraud_score", 0)),
-                rules=tuple(reason.split(":", 1)[0] for reason in record.get("reasons", [])),
-            )
-            for record in pipe.records()
-        }
+        return {record["transaction_id"]: Verdict.from_record(record) for record in pipe.records()}
 
 
 def _feed(

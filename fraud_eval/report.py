@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fraud_eval.inprocess import Verdict
 from fraud_eval.traffic import CLASSIC_FAMILIES, FAMILIES, Labelled
+from tap_pipeline.backtest import Verdict
 
 RECALL_TARGET = 0.95
 FPR_TARGET = 0.01

@@ -77,11 +77,22 @@ class Verdict:
     status: str
     score: int
     rules: tuple[str, ...]
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> bool:
         return self.status == Status.FLAGGED.value
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Verdict:
+        """The verdict a stored record (or a GET response) holds."""
+        reasons = tuple(str(reason) for reason in record.get("reasons") or ())
+        return cls(
+            status=str(record["status"]),
+            score=int(record.get("fraud_score", -1)),
+            rules=tuple(rules.rule_of(reason) for reason in reasons),
+            reasons=reasons,
+        )
 
 
 @dataclass(frozen=True)
@@ -290,7 +301,7 @@ def _rescore(
     record: Mapping[str, Any], facts: Facts, current: ScoringConfig, proposed: ScoringConfig
 ) -> tuple[VerdictChange | None, bool]:
     """(the change of verdict under the proposal or None, whether the baseline reproduces the record)."""
-    old = _stored_verdict(record)
+    old = Verdict.from_record(record)
     baseline, outcome = current.evaluate(facts), proposed.evaluate(facts)
     reproduced = baseline.flagged == old.flagged and baseline.score == old.score
     new = _verdict(outcome)
@@ -309,16 +320,6 @@ def _rescore(
         reproduced=reproduced,
     )
     return change, reproduced
-
-
-def _stored_verdict(record: Mapping[str, Any]) -> Verdict:
-    reasons = tuple(str(reason) for reason in record.get("reasons") or ())
-    return Verdict(
-        status=str(record["status"]),
-        score=int(record.get("fraud_score", -1)),
-        rules=tuple(reason.split(":", 1)[0] for reason in reasons),
-        reasons=reasons,
-    )
 
 
 def _verdict(assessment: Assessment) -> Verdict:

@@ -140,6 +140,11 @@ class Assessment:
         return [hit.reason() for hit in self.hits]
 
 
+def rule_of(reason: str) -> str:
+    """The rule name of a stored reason (``"rule: detail"``, see :meth:`RuleHit.reason`)."""
+    return reason.split(":", 1)[0]
+
+
 def _rounded(value: float) -> Decimal:
     """A measured float as the Decimal a threshold is compared with (3 places: no float noise)."""
     return Decimal(str(round(value, 3)))

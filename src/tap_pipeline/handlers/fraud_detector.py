@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 # The main path is imported at init (the package docstring says why).
-from tap_pipeline import idempotency, scoring
+from tap_pipeline import idempotency, rules, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
 from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
@@ -52,7 +52,7 @@ def record_handler(record: SQSRecord) -> str:
         latency_ms = (now - message.received_at).total_seconds() * 1000
         metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=max(latency_ms, 0.0))
         for reason in result.reasons:
-            count_with_dimension("FraudRuleFired", "rule", reason.split(":", 1)[0])
+            count_with_dimension("FraudRuleFired", "rule", rules.rule_of(reason))
         logger.info(
             "transaction scored",
             extra={"status": result.status.value, "fraud_score": result.score, "reasons": result.reasons},

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fraud_eval import report, traffic
-from fraud_eval.inprocess import Verdict
+from tap_pipeline.backtest import Verdict
 from tests.unit.modules import run_module
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile
+from tap_pipeline.rules import rule_of
 from tests.unit.functions.conftest import (
     FUTURE_EXPIRY,
     MASTERCARD,
@@ -43,7 +44,7 @@ def _score(pipeline: Any, **overrides: Any) -> dict[str, Any]:
 
 
 def _rules_fired(record: dict[str, Any]) -> set[str]:
-    return {reason.split(":", 1)[0] for reason in record.get("reasons", [])}
+    return {rule_of(reason) for reason in record.get("reasons", [])}
 
 
 def test_p4_p5_ordinary_transaction_is_cleared_with_score(pipeline):
