@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 # Bin width in ln units: 0.2 is a 22 % step in amount; quantiles interpolate inside a bin.
 BIN_WIDTH = 0.2
@@ -79,7 +80,9 @@ class AmountProfile:
                 bins[index] = bins.get(index, 0) + count
         return cls(bins)
 
-    @property
+    # Derived once per profile: a cached profile serves every transaction of its merchant for a
+    # minute, and the bins never change in place (merging builds a new profile).
+    @cached_property
     def count(self) -> int:
         return sum(self.bins.values())
 
@@ -102,11 +105,11 @@ class AmountProfile:
             seen += count
         return (max(self.bins) - BIN_OFFSET + 1) * BIN_WIDTH
 
-    @property
+    @cached_property
     def median_log(self) -> float:
         return self.quantile(0.5)
 
-    @property
+    @cached_property
     def spread_log(self) -> float:
         """Robust standard deviation of ln(amount), shrunk towards :data:`PRIOR_SPREAD` while the
         profile is young and floored at :data:`MIN_SPREAD`.
