@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -37,7 +37,6 @@ from tap_pipeline import rules
 from tap_pipeline.models import Status
 from tap_pipeline.rules import Assessment, Facts
 
-OVERRIDE_FIELDS = rules.OVERRIDE_FIELDS
 RESCORED_STATUSES = frozenset({Status.CLEARED.value, Status.FLAGGED.value})
 
 
@@ -179,19 +178,17 @@ def merge_proposal(current: Mapping[str, Any], proposed: Mapping[str, Any]) -> d
 def check_proposal(overrides: Any, flag_threshold: Any) -> tuple[dict[str, Any], Decimal | None]:
     """The proposal as evaluate() takes it, or :class:`InvalidProposal` naming every problem.
 
-    Stricter than live scoring on purpose: besides the overrides evaluate() would ignore (unknown
-    rule, malformed value), it refuses fields evaluate() never reads (a misspelt ``"treshold"``
-    would otherwise backtest the unchanged rule), fractional weights and a fractional or
-    out-of-range flag threshold (evaluate() truncates both to whole numbers).
+    Stricter than live scoring on purpose: where evaluate() ignores (and reports) an override it
+    cannot apply (``rules.override_problems``: unknown rule or field, fractional weight, malformed
+    value), a backtest refuses the whole proposal, since an ignored override would report "no
+    change" for a change never tested; it also refuses a fractional or out-of-range flag threshold
+    (evaluate() truncates it).
     """
     if overrides is None:
         overrides = {}
     if not isinstance(overrides, Mapping):
         raise InvalidProposal("rule overrides must be an object of rule name -> override object")
-    found = list(_override_problems(overrides))
-    _, ignored = rules.effective_rules(overrides)
-    named = {name for name, _ in found}
-    found += [(name, f"invalid value {_shown(overrides.get(name))}") for name in ignored if name not in named]
+    found = rules.override_problems(overrides)
     problems = [f"{name}: {problem}" for name, problem in found]
     if problems:
         known = ", ".join(rules.RULES)
@@ -199,43 +196,14 @@ def check_proposal(overrides: Any, flag_threshold: Any) -> tuple[dict[str, Any],
     return dict(overrides), _checked_flag_threshold(flag_threshold)
 
 
-def _override_problems(overrides: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
-    """Rule by rule, what effective_rules() would ignore, or accept without applying it."""
-    for name, override in overrides.items():
-        if name not in rules.RULES:
-            yield str(name), "unknown rule"
-        elif not isinstance(override, Mapping):
-            yield str(name), f"override must be an object, got {_shown(override)}"
-        else:
-            for unknown in sorted(set(override) - OVERRIDE_FIELDS):
-                yield str(name), f"unknown field {unknown!r} (fields: {', '.join(sorted(OVERRIDE_FIELDS))})"
-            if "weight" in override and not _is_whole(override["weight"]):
-                yield str(name), f"weight must be a whole number, got {_shown(override['weight'])}"
-
-
 def _checked_flag_threshold(value: Any) -> Decimal | None:
     if value is None:
         return None
-    if not _is_whole(value) or not 1 <= Decimal(str(value)) <= rules.MAX_SCORE:
+    if not rules.is_whole(value) or not 1 <= Decimal(str(value)) <= rules.MAX_SCORE:
         raise InvalidProposal(
-            f"flag threshold must be a whole number from 1 to {rules.MAX_SCORE}, got {_shown(value)}"
+            f"flag threshold must be a whole number from 1 to {rules.MAX_SCORE}, got {rules.shown(value)}"
         )
     return Decimal(str(value))
-
-
-def _shown(value: Any) -> str:
-    """A value as the user wrote it (JSON numbers arrive as Decimal; their repr would confuse)."""
-    return str(value) if isinstance(value, Decimal) else repr(value)
-
-
-def _is_whole(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return False
-    return number.is_finite() and number == number.to_integral_value()
 
 
 def backtest(

@@ -294,39 +294,84 @@ OVERRIDE_FIELDS = frozenset({"weight", "threshold", "enabled", "countries"})
 
 def effective_rules(overrides: Mapping[str, Any] | None) -> tuple[dict[str, RuleSettings], list[str]]:
     """Defaults with a merchant's overrides applied; also returns the overrides that were ignored."""
+    rules, problems = _with_overrides(overrides)
+    return rules, [name for name, _ in problems]
+
+
+def override_problems(overrides: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(rule, what is wrong) for every override :func:`effective_rules` would ignore."""
+    return _with_overrides(overrides)[1]
+
+
+def _with_overrides(
+    overrides: Mapping[str, Any] | None,
+) -> tuple[dict[str, RuleSettings], list[tuple[str, str]]]:
     rules = dict(DEFAULT_RULES)
-    ignored: list[str] = []
+    problems: list[tuple[str, str]] = []
     for name, override in (overrides or {}).items():
-        if name not in rules or not isinstance(override, Mapping):
-            ignored.append(str(name))
+        if name not in rules:
+            problems.append((str(name), "unknown rule"))
             continue
-        current = rules[name]
         try:
-            if set(override) - OVERRIDE_FIELDS:
-                raise ValueError(sorted(set(override) - OVERRIDE_FIELDS))  # a typo: ignore it loudly
-            if "weight" in override:
-                weight_value = Decimal(str(override["weight"]))
-                if weight_value != weight_value.to_integral_value() or not 0 <= weight_value <= MAX_SCORE:
-                    raise ValueError(weight_value)
-                current = replace(current, weight=int(weight_value))
-            if "threshold" in override:
-                current = replace(current, threshold=Decimal(str(override["threshold"])))
-            if "countries" in override:
-                countries = override["countries"]
-                if not isinstance(countries, list | tuple | set) or not all(
-                    isinstance(c, str) for c in countries
-                ):
-                    raise ValueError(countries)
-                current = replace(current, values=frozenset(countries))
-            if "enabled" in override:
-                if not isinstance(override["enabled"], bool):
-                    raise ValueError(override["enabled"])
-                current = replace(current, enabled=override["enabled"])
-        except (ValueError, InvalidOperation, TypeError):
-            ignored.append(str(name))
-            continue
-        rules[name] = current
-    return rules, ignored
+            rules[name] = _applied(rules[name], override)
+        except _Ignored as problem:
+            problems.append((str(name), str(problem)))
+    return rules, problems
+
+
+class _Ignored(ValueError):
+    """Why one rule's override cannot be applied (it is then ignored, and reported)."""
+
+
+def _applied(current: RuleSettings, override: Any) -> RuleSettings:
+    """``current`` with one override applied, field by field; :class:`_Ignored` says what is wrong."""
+    if not isinstance(override, Mapping):
+        raise _Ignored(f"override must be an object, got {shown(override)}")
+    unknown = sorted(set(override) - OVERRIDE_FIELDS)
+    if unknown:  # a typo such as "treshold" would otherwise silently do nothing
+        raise _Ignored(
+            f"unknown field {', '.join(map(repr, unknown))} (fields: {', '.join(sorted(OVERRIDE_FIELDS))})"
+        )
+    if "weight" in override and not is_whole(override["weight"]):
+        raise _Ignored(f"weight must be a whole number, got {shown(override['weight'])}")
+    try:
+        if "weight" in override:
+            weight = int(Decimal(str(override["weight"])))
+            if not 0 <= weight <= MAX_SCORE:
+                raise ValueError(weight)
+            current = replace(current, weight=weight)
+        if "threshold" in override:
+            current = replace(current, threshold=Decimal(str(override["threshold"])))
+        if "countries" in override:
+            countries = override["countries"]
+            if not isinstance(countries, list | tuple | set) or not all(
+                isinstance(c, str) for c in countries
+            ):
+                raise ValueError(countries)
+            current = replace(current, values=frozenset(countries))
+        if "enabled" in override:
+            if not isinstance(override["enabled"], bool):
+                raise ValueError(override["enabled"])
+            current = replace(current, enabled=override["enabled"])
+    except (ValueError, InvalidOperation, TypeError):
+        raise _Ignored(f"invalid value {shown(override)}") from None
+    return current
+
+
+def shown(value: Any) -> str:
+    """A value as the user wrote it (JSON numbers arrive as Decimal; their repr would confuse)."""
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
+def is_whole(value: Any) -> bool:
+    """A whole number, however written (``50``, ``"50"``, ``Decimal("50.0")``); never a bool."""
+    if isinstance(value, bool):
+        return False
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return False
+    return number.is_finite() and number == number.to_integral_value()
 
 
 def evaluate(
