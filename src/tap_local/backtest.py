@@ -24,13 +24,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lib.components.data import MERCHANT_INDEX_NAME
 from lib.components.functions import MERCHANT_INDEX_SHARDS
-from tap_local.emulator import CREDENTIALS
+from tap_local.emulator import CREDENTIALS, endpoint_of
 from tap_pipeline import aws
 from tap_pipeline.backtest import BacktestReport, InvalidProposal, ScoringConfig, backtest, check_proposal
 from tap_pipeline.repository import MerchantConfig, TransactionStore, iso_millis
@@ -261,9 +260,7 @@ def connect(outputs: Mapping[str, Any], endpoint_url: str | None) -> None:
     A local pipeline's emulator is read off its queue URL (or ``endpoint_url``) and gets the
     emulator's fixed credentials; a deployed stack keeps the ambient AWS configuration.
     """
-    queue_url = urlparse(outputs.get("transaction_queue_url", ""))
-    deployed = (queue_url.hostname or "").endswith(".amazonaws.com")
-    endpoint = endpoint_url or (None if deployed else f"{queue_url.scheme}://{queue_url.netloc}")
+    endpoint = endpoint_url or endpoint_of(outputs)
     region = outputs.get("region") or os.environ.get("AWS_REGION") or "us-east-2"
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     if endpoint:

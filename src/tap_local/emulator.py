@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
@@ -27,6 +28,17 @@ LOOPBACK = "127.0.0.1"
 # moto's fixed account; ARNs the mock engine builds must match what moto returns.
 EMULATOR_ACCOUNT_ID = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+def endpoint_of(outputs: Mapping[str, Any]) -> str | None:
+    """A running local pipeline's emulator address, read off the queue URL in its outputs (every
+    resource is served from it); ``None`` for a deployed stack's outputs (``amazonaws.com``)."""
+    url = urlparse(str(outputs.get("transaction_queue_url", "")))
+    if not url.netloc or (url.hostname or "").endswith(".amazonaws.com"):
+        return None
+    return f"{url.scheme}://{url.netloc}"
+
+
 START_TIMEOUT_SECONDS = 60
 # Requests are served one at a time anyway (_SerializedApp); threads only overlap socket I/O.
 EMULATOR_THREADS = 8

@@ -82,8 +82,9 @@ def endpoint_from_outputs(outputs_path: Path) -> str | None:
     """The running local pipeline's emulator, from the queue URLs in its outputs file."""
     if not outputs_path.exists():
         return None
-    url = json.loads(outputs_path.read_text()).get("transaction_queue_url", "")
-    return "/".join(url.split("/")[:3]) or None
+    from tap_local.emulator import endpoint_of
+
+    return endpoint_of(json.loads(outputs_path.read_text()))
 
 
 def main(source: str, endpoint_url: str | None, outputs_path: Path, limit: int, to: str | None = None) -> int:
