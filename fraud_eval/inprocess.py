@@ -61,8 +61,8 @@ def _run(
 def _feed(
     pipe: Any, traffic: list[Labelled], order: random.Random, progress: Callable[[int, int], None] | None
 ) -> None:
+    from tap_contract.api import TransactionRequest
     from tap_pipeline import intake
-    from tap_pipeline.models import TransactionRequest
 
     backlog: list[dict[str, Any]] = []
     for number, transaction in enumerate(traffic, 1):

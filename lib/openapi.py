@@ -216,7 +216,7 @@ def openapi_schema(json_schema: dict[str, Any]) -> dict[str, Any]:
 
 def transaction_request_schema() -> dict[str, Any]:
     """The request body schema, from the function package's model (one definition of the contract)."""
-    from tap_pipeline.models import transaction_request_json_schema
+    from tap_contract.api import transaction_request_json_schema
 
     return transaction_request_json_schema()
 

@@ -1,6 +1,6 @@
-"""The function code asset: the `tap_pipeline` package, file by file (F14).
+"""The function code asset: the `tap_pipeline` and `tap_contract` packages, file by file (F14).
 
-Built from the source tree without the network: the package's own `.py` files, plus their bytecode
+Built from the source tree without the network: the packages' own `.py` files, plus their bytecode
 when the program runs on the runtime's Python version (Lambda's `/var/task` is read-only, so without
 it every cold start compiles the package in memory; lib/layer.py says why the bytecode is
 hash-checked). The asset (and its hash, which triggers an update) changes exactly when the code
@@ -20,28 +20,32 @@ from lib.layer import BYTECODE_MODE, RUNTIME_CACHE_TAG, builds_runtime_bytecode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_SOURCE_ROOT = REPO_ROOT / "src"
-FUNCTION_PACKAGE = "tap_pipeline"
+# The functions' code and the contract they share with the stack (tap_contract imports neither).
+FUNCTION_PACKAGES = ("tap_pipeline", "tap_contract")
 BYTECODE_BUILD_DIR = REPO_ROOT / "build" / "function-bytecode"
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the code asset: the paths tracebacks show
 
 
 def function_source_files(
-    source_root: Path = FUNCTION_SOURCE_ROOT, package: str = FUNCTION_PACKAGE
+    source_root: Path = FUNCTION_SOURCE_ROOT, packages: tuple[str, ...] = FUNCTION_PACKAGES
 ) -> list[str]:
-    """Archive paths of every Python source file in the package, sorted for a stable asset."""
-    package_dir = source_root / package
-    if not (package_dir / "__init__.py").is_file():
-        raise FileNotFoundError(f"function package not found: {package_dir}/__init__.py")
-    return sorted(
-        path.relative_to(source_root).as_posix()
-        for path in package_dir.rglob("*.py")
-        if "__pycache__" not in path.parts
-    )
+    """Archive paths of every Python source file in the packages, sorted for a stable asset."""
+    files = []
+    for package in packages:
+        package_dir = source_root / package
+        if not (package_dir / "__init__.py").is_file():
+            raise FileNotFoundError(f"function package not found: {package_dir}/__init__.py")
+        files.extend(
+            path.relative_to(source_root).as_posix()
+            for path in package_dir.rglob("*.py")
+            if "__pycache__" not in path.parts
+        )
+    return sorted(files)
 
 
 def function_bytecode(
     source_root: Path = FUNCTION_SOURCE_ROOT,
-    package: str = FUNCTION_PACKAGE,
+    packages: tuple[str, ...] = FUNCTION_PACKAGES,
     build_dir: Path = BYTECODE_BUILD_DIR,
     runtime_tag: str = RUNTIME_CACHE_TAG,
 ) -> dict[str, Path]:
@@ -50,7 +54,7 @@ def function_bytecode(
     if not builds_runtime_bytecode(runtime_tag):
         return {}
     compiled = {}
-    for name in function_source_files(source_root, package):
+    for name in function_source_files(source_root, packages):
         source = PurePosixPath(name)
         # Where the runtime's import system looks, whatever PYTHONPYCACHEPREFIX or -O say here.
         archive_name = str(source.parent / "__pycache__" / f"{source.stem}.{runtime_tag}.pyc")
@@ -70,12 +74,12 @@ def function_bytecode(
 
 def function_code_archive(
     source_root: Path = FUNCTION_SOURCE_ROOT,
-    package: str = FUNCTION_PACKAGE,
+    packages: tuple[str, ...] = FUNCTION_PACKAGES,
     build_dir: Path = BYTECODE_BUILD_DIR,
     runtime_tag: str = RUNTIME_CACHE_TAG,
 ) -> pulumi.Archive:
-    assets = {name: str(source_root / name) for name in function_source_files(source_root, package)}
-    bytecode = function_bytecode(source_root, package, build_dir, runtime_tag)
+    assets = {name: str(source_root / name) for name in function_source_files(source_root, packages)}
+    bytecode = function_bytecode(source_root, packages, build_dir, runtime_tag)
     assets.update({name: str(path) for name, path in bytecode.items()})
     return pulumi.AssetArchive({name: pulumi.FileAsset(path) for name, path in sorted(assets.items())})
 
@@ -90,7 +94,7 @@ def imported_modules(package_dir: Path) -> dict[str, set[str]]:
     """Top-level module of every absolute `import` / `from ... import` -> files that import it."""
     found: dict[str, set[str]] = {}
     # Exactly the files the code asset ships.
-    for name in function_source_files(package_dir.parent, package_dir.name):
+    for name in function_source_files(package_dir.parent, (package_dir.name,)):
         path = package_dir.parent / name
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):

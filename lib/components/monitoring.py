@@ -18,6 +18,8 @@ import pulumi
 import pulumi_aws as aws
 
 from lib.components.base import AwsContext, TaggedComponent
+from tap_contract import metrics
+from tap_contract.environment import VALIDATOR
 
 ERROR_RATE_THRESHOLD_PERCENT = 1.0  # C6
 # Failures: invocations that raised (Lambda) plus those the code handled (its own metric).
@@ -29,9 +31,9 @@ RECORD_FAILURE_RATE_EXPRESSION = (
     "IF(failed + FILL(succeeded, 0) > 0, 100 * failed / (failed + FILL(succeeded, 0)), 0)"
 )
 # Metrics the functions emit for failures they handle (Powertools metrics, dimension service=<key>).
-HANDLED_FAILURE_METRIC = {"validator": "InternalError"}
-RECORD_FAILURE_METRIC = "RecordProcessingFailed"
-RECORD_SUCCESS_METRIC = "RecordProcessingSucceeded"
+HANDLED_FAILURE_METRIC = {VALIDATOR: metrics.INTERNAL_ERROR}
+RECORD_FAILURE_METRIC = metrics.RECORD_PROCESSING_FAILED
+RECORD_SUCCESS_METRIC = metrics.RECORD_PROCESSING_SUCCEEDED
 API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors5xx / requests, 0)"
 API_5XX_THRESHOLD_PERCENT = 1.0
 API_P99_LATENCY_THRESHOLD_MS = 2000

@@ -29,9 +29,11 @@ from functools import cache
 from hashlib import sha256
 from typing import Any
 
-from tap_pipeline import aws, card, keys, money
+from tap_contract import money
+from tap_contract.api import Status, TransactionRequest
+from tap_contract.messages import CardSnapshot, TransactionMessage
+from tap_pipeline import aws, card, keys
 from tap_pipeline.fraud_state import card_event_item
-from tap_pipeline.models import CardSnapshot, Status, TransactionMessage, TransactionRequest
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import (
     AlreadyExists,
@@ -88,14 +90,14 @@ def check_merchant(merchant: MerchantConfig | None, request: TransactionRequest)
         raise Rejection("AMOUNT_ABOVE_MAXIMUM", f"amount is above the merchant maximum {merchant.max_amount}")
 
 
-def card_reference(request: TransactionRequest, key: bytes) -> card.CardReference:
+def card_reference(request: TransactionRequest, key: bytes) -> CardSnapshot:
     if request.card.token is not None:
         return card.reference_for_token(key, request.card.token)
     assert request.card.number is not None  # guaranteed by CardInput's validator
     return card.reference_for_pan(key, request.card.number)
 
 
-def request_hash(request: TransactionRequest, reference: card.CardReference, key: bytes) -> str:
+def request_hash(request: TransactionRequest, reference: CardSnapshot, key: bytes) -> str:
     """Keyed hash of the request's meaning, to tell an honest retry from a reused id.
 
     Built from the card *fingerprint* (never the PAN) and keyed with the fingerprint key, so the
@@ -116,7 +118,7 @@ def request_hash(request: TransactionRequest, reference: card.CardReference, key
 
 
 def build_message(
-    request: TransactionRequest, reference: card.CardReference, transaction_id: str, now: datetime
+    request: TransactionRequest, reference: CardSnapshot, transaction_id: str, now: datetime
 ) -> TransactionMessage:
     shards = validator_settings().merchants.merchant_index_shards
     return TransactionMessage(
@@ -126,9 +128,7 @@ def build_message(
         merchant_shard=merchant_shard_key(request.merchant_id, transaction_id, shards),
         amount=money.format_amount(money.parse_amount(request.amount, request.currency), request.currency),
         currency=request.currency,
-        card=CardSnapshot(
-            fingerprint=reference.fingerprint, kind=reference.kind, bin=reference.bin, last4=reference.last4
-        ),
+        card=reference,
         customer_id=request.customer_id,
         country=request.country,
         client_timestamp=request.timestamp,

@@ -24,8 +24,9 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from tap_contract.api import Status
+from tap_contract.messages import TransactionMessage
 from tap_pipeline import aws
-from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import tracer
 
 _deserializer = TypeDeserializer()
@@ -151,7 +152,7 @@ def record_item(message: TransactionMessage) -> dict[str, Any]:
 
 def message_from_record(item: dict[str, Any]) -> TransactionMessage:
     """Rebuild the queue message of a stored record (used to re-enqueue after an enqueue failure)."""
-    from tap_pipeline.money import format_amount
+    from tap_contract.money import format_amount
 
     return TransactionMessage(
         transaction_id=item["transaction_id"],

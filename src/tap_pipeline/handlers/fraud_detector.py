@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from tap_contract.api import Status
+from tap_contract.messages import TransactionMessage
+
 # The main path is imported at init (the package docstring says why).
 from tap_pipeline import idempotency, rules, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
-from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import iso_millis
 

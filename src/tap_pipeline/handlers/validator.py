@@ -15,8 +15,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from pydantic import ValidationError
 
 # The main path is imported at init (the package docstring says why).
-from tap_pipeline import http, intake, money
-from tap_pipeline.models import ID_CHARACTERS, TransactionRequest, field_errors, is_transaction_id
+from tap_contract import money
+from tap_contract.api import ID_CHARACTERS, TransactionRequest, field_errors, is_transaction_id
+from tap_contract.metrics import INTERNAL_ERROR
+from tap_pipeline import http, intake
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import ConcurrentRequest
 
@@ -80,7 +82,7 @@ def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
     _count_rejection(outcome.code)
     if outcome.status >= 500:
         # Not the client's doing (the enqueue failed): an error of this function for its C6 alarm.
-        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=INTERNAL_ERROR, unit=MetricUnit.Count, value=1)
     logger.info("request refused", extra={"status_code": outcome.status, "reason": outcome.code})
     headers = {"Retry-After": "1"} if outcome.status == 503 else None
     return http.response(outcome.status, outcome.body, headers)
@@ -140,7 +142,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Retrying is always safe (the transaction id makes POST idempotent), so an unexpected
         # failure (throttling, a timeout, a bug) is a retryable 503, not API Gateway's bare 502.
         logger.exception("unhandled error while serving the request")
-        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=INTERNAL_ERROR, unit=MetricUnit.Count, value=1)
         return http.error(503, "TEMPORARILY_UNAVAILABLE", "the request could not be completed; retry it")
 
 

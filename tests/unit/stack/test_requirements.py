@@ -15,7 +15,7 @@ from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ITEM
 from lib.components.messaging import DLQ_MAX_RECEIVE_COUNT, DLQ_RETENTION_SECONDS, MAX_RECEIVE_COUNT
 from lib.config import StackSettings
 from lib.graph import AwsLikeAnswers, StackGraph
-from lib.packaging import FUNCTION_SOURCE_ROOT, imported_modules, unresolved_imports
+from lib.packaging import FUNCTION_PACKAGES, FUNCTION_SOURCE_ROOT, imported_modules, unresolved_imports
 from lib.tap_stack import OUTPUT_KEYS
 from tests.unit.stack.conftest import as_list, fake_built_layer, statements_of
 
@@ -617,12 +617,20 @@ def attached_modules(graph: StackGraph) -> set[str]:
 
 
 def test_f14_every_import_in_the_function_package_resolves_from_stdlib_code_asset_or_layer(graph):
-    package_dir = FUNCTION_SOURCE_ROOT / "tap_pipeline"
     provided = attached_modules(graph)
-    assert unresolved_imports(package_dir, provided) == {}
+    assert {"tap_pipeline", "tap_contract"} <= provided
+    for package in FUNCTION_PACKAGES:
+        assert unresolved_imports(FUNCTION_SOURCE_ROOT / package, provided) == {}, package
     # The scan sees the third-party imports the layer must serve, boto3 among them.
-    imported = set(imported_modules(package_dir))
-    assert {"boto3", "botocore", "pydantic", "aws_lambda_powertools", "tap_pipeline"} <= imported
+    imported = set(imported_modules(FUNCTION_SOURCE_ROOT / "tap_pipeline"))
+    assert {
+        "boto3",
+        "botocore",
+        "pydantic",
+        "aws_lambda_powertools",
+        "tap_pipeline",
+        "tap_contract",
+    } <= imported
     for function in functions(graph).values():
         module = function["handler"].rsplit(".", 1)[0].replace(".", "/") + ".py"
         assert module in function["code"].assets
@@ -638,7 +646,7 @@ def test_f14_import_check_fails_on_an_import_nothing_attached_provides(graph, tm
         "from leftpad.core import pad\n"
         "from asyncore import loop  # gone in Python 3.12\n"
         "from . import validator\n"
-        "from tap_pipeline import models\n"
+        "from tap_contract import api\n"
     )
     unresolved = unresolved_imports(planted, attached_modules(graph))
     assert unresolved == {name: {"handlers/planted.py"} for name in ("requests", "leftpad", "asyncore")}
