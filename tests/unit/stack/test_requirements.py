@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ITEM
 from lib.components.messaging import DLQ_MAX_RECEIVE_COUNT, DLQ_RETENTION_SECONDS, MAX_RECEIVE_COUNT
 from lib.config import StackSettings
 from lib.graph import AwsLikeAnswers, StackGraph
-from lib.packaging import FUNCTION_SOURCE_ROOT, imported_modules, unresolved_imports
+from lib.packaging import FUNCTION_SOURCE_ROOT, function_source_files
 from tests.unit.stack.conftest import as_list, fake_built_layer, statements_of
 
 FUNCTION = "aws:lambda/function:Function"
@@ -631,6 +633,39 @@ def attached_modules(graph: StackGraph) -> set[str]:
     for name, version in layer.pins().items():
         assert distributions[name]["version"] == version
     return packaged | layer.provided_modules(distributions)
+
+
+# Standard-library modules of the functions' runtime (python3.12): this interpreter's list, less the
+# modules Python 3.12 removed (PEP 594 / PEP 632), so code importing them is caught here.
+REMOVED_IN_PYTHON_312 = frozenset({"asynchat", "asyncore", "distutils", "imp", "smtpd"})
+RUNTIME_STDLIB = frozenset(sys.stdlib_module_names) - REMOVED_IN_PYTHON_312
+
+
+def imported_modules(package_dir: Path) -> dict[str, set[str]]:
+    """Top-level module of every absolute `import` / `from ... import` -> files that import it."""
+    found: dict[str, set[str]] = {}
+    # Exactly the files the code asset ships.
+    for name in function_source_files(package_dir.parent, package_dir.name):
+        path = package_dir.parent / name
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue  # relative imports stay inside the package
+            for name in names:
+                found.setdefault(name.split(".", 1)[0], set()).add(path.relative_to(package_dir).as_posix())
+    return found
+
+
+def unresolved_imports(package_dir: Path, provided: set[str]) -> dict[str, set[str]]:
+    """Imports neither the runtime's standard library nor `provided` (code asset + layers) satisfy."""
+    return {
+        module: files
+        for module, files in imported_modules(package_dir).items()
+        if module not in RUNTIME_STDLIB and module not in provided
+    }
 
 
 def test_f14_every_import_in_the_function_package_resolves_from_stdlib_code_asset_or_layer(graph):
