@@ -18,6 +18,8 @@ from typing import Any
 
 import pulumi
 
+# The one account id every mocked or local answer uses (lib/graph, tap_local, bench): moto's fixed
+# account, so the ARNs the local pipeline builds match what its emulator returns.
 DEFAULT_ACCOUNT_ID = "123456789012"
 
 

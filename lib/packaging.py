@@ -9,9 +9,7 @@ does. Third-party imports are served by the layer built from requirements/functi
 
 from __future__ import annotations
 
-import ast
 import py_compile
-import sys
 from pathlib import Path, PurePosixPath
 
 import pulumi
@@ -82,36 +80,3 @@ def function_code_archive(
     bytecode = function_bytecode(source_root, packages, build_dir, runtime_tag)
     assets.update({name: str(path) for name, path in bytecode.items()})
     return pulumi.AssetArchive({name: pulumi.FileAsset(path) for name, path in sorted(assets.items())})
-
-
-# Standard-library modules of the functions' runtime (python3.12): this interpreter's list, less the
-# modules Python 3.12 removed (PEP 594 / PEP 632), so code importing them is caught here.
-REMOVED_IN_PYTHON_312 = frozenset({"asynchat", "asyncore", "distutils", "imp", "smtpd"})
-RUNTIME_STDLIB = frozenset(sys.stdlib_module_names) - REMOVED_IN_PYTHON_312
-
-
-def imported_modules(package_dir: Path) -> dict[str, set[str]]:
-    """Top-level module of every absolute `import` / `from ... import` -> files that import it."""
-    found: dict[str, set[str]] = {}
-    # Exactly the files the code asset ships.
-    for name in function_source_files(package_dir.parent, (package_dir.name,)):
-        path = package_dir.parent / name
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue  # relative imports stay inside the package
-            for name in names:
-                found.setdefault(name.split(".", 1)[0], set()).add(path.relative_to(package_dir).as_posix())
-    return found
-
-
-def unresolved_imports(package_dir: Path, provided: set[str]) -> dict[str, set[str]]:
-    """Imports neither the runtime's standard library nor `provided` (code asset + layers) satisfy."""
-    return {
-        module: files
-        for module, files in imported_modules(package_dir).items()
-        if module not in RUNTIME_STDLIB and module not in provided
-    }

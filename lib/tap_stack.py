@@ -40,24 +40,6 @@ SAMPLE_TRANSACTION = {
     "customer_id": "sample-customer-001",
 }
 
-OUTPUT_KEYS = (
-    "api_url",
-    "dashboard_url",
-    "merchant_config_table_name",
-    "transactions_table_name",
-    "fraud_state_table_name",
-    "idempotency_table_name",
-    "transaction_queue_url",
-    "transaction_dlq_url",
-    "alert_topic_arn",
-    "ops_topic_arn",
-    "api_key_id",
-    "api_key_value",
-    "sample_transaction",
-    "region",
-    "environment_suffix",
-)
-
 
 @dataclass
 class TapStackArgs:

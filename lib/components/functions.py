@@ -109,8 +109,6 @@ class Functions(TaggedComponent):
             self._function(spec)
 
         self.validator = self.functions["validator"]
-        self.fraud_detector = self.functions["fraud-detector"]
-        self.failed_handler = self.functions["failed-handler"]
         self._sqs_trigger(
             "fraud-detector",
             args.messaging.transaction_queue,

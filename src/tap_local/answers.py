@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.graph import AwsLikeAnswers
-from tap_local.emulator import EMULATOR_ACCOUNT_ID, Emulator
+from lib.graph import DEFAULT_ACCOUNT_ID, AwsLikeAnswers
+from tap_local.emulator import Emulator
 
 State = dict[str, Any]
 OUTBOX_QUEUE_PREFIX = "tap-local-outbox-"
@@ -54,7 +54,7 @@ class LocalAnswers(AwsLikeAnswers):
     email_subscriptions: list[EmailSubscription] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        super().__init__(self.emulator.region, EMULATOR_ACCOUNT_ID)
+        super().__init__(self.emulator.region, DEFAULT_ACCOUNT_ID)  # moto's account
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:

@@ -25,8 +25,6 @@ import boto3
 from botocore.config import Config
 
 LOOPBACK = "127.0.0.1"
-# moto's fixed account; ARNs the mock engine builds must match what moto returns.
-EMULATOR_ACCOUNT_ID = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 
 

@@ -26,6 +26,7 @@ from jsonschema import Draft4Validator
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from lib.graph import DEFAULT_ACCOUNT_ID
 from tap_local.workers import FunctionWorkers, Invocation
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
@@ -235,7 +236,7 @@ class LocalRestApi:
             "pathParameters": path_parameters or None,
             "stageVariables": None,
             "requestContext": {
-                "accountId": "123456789012",
+                "accountId": DEFAULT_ACCOUNT_ID,
                 "apiId": self.api_id,
                 "stage": self.stage,
                 "resourcePath": route.path_template,
