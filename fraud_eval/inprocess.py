@@ -67,8 +67,8 @@ def _feed(
     backlog: list[dict[str, Any]] = []
     for number, transaction in enumerate(traffic, 1):
         outcome = intake.accept(TransactionRequest.model_validate(transaction.body()), now=transaction.at)
-        if outcome.status != 202:
-            raise RuntimeError(f"{transaction.transaction_id} refused: {outcome.body}")
+        if not isinstance(outcome, intake.Accepted):
+            raise RuntimeError(f"{transaction.transaction_id} refused: {outcome.code} {outcome.message}")
         if number % BATCH == 0:
             backlog.extend(pipe.drain(pipe.queue_url))
             while len(backlog) >= BACKLOG:

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from tap_contract import card_numbers, money
@@ -190,7 +191,7 @@ class TransactionRequest(BaseModel):
         return value
 
 
-def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+def field_errors(exc: ValidationError) -> list[FieldError]:
     """One ``{field, message}`` per problem, without ever including the offending value."""
     problems = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
@@ -202,7 +203,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
             message = "is not an allowed field"
         elif error["type"].endswith("_type") or error["type"] == "model_type":
             message = f"has the wrong type ({message[0].lower()}{message[1:]})"
-        problems.append({"field": field, "message": message})
+        problems.append(FieldError(field=field, message=message))
     return problems
 
 
@@ -288,19 +289,29 @@ class FieldError(_Response):
 
 
 class ErrorBody(_Response):
-    """Every 4xx/5xx body: a stable machine ``code`` and a human ``message``."""
+    """Every 4xx/5xx body: a stable machine ``code`` and a human ``message``.
+
+    ``errors`` (one entry per bad field of a 400) and ``transaction_id`` (409, 503) are absent, never
+    null, when they do not apply: :meth:`to_json` leaves them out, and the document says so.
+    """
 
     code: ErrorCode
     message: str
-    errors: list[FieldError] | None = None
-    transaction_id: str | None = None
+    errors: list[FieldError] | SkipJsonSchema[None] = None
+    transaction_id: str | SkipJsonSchema[None] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class TransactionAccepted(_Response):
     """The 202 body: the transaction is recorded and queued for fraud scoring."""
 
     transaction_id: str
-    status: Literal["PENDING"] = "PENDING"
+    status: Literal["PENDING"]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 class CardDisplay(_Response):
@@ -326,10 +337,10 @@ class TransactionView(_Response):
     card: CardDisplay
     fraud_score: int | None
     reasons: list[str]
-    failure_reason: str | None = None
+    failure_reason: str | SkipJsonSchema[None] = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON body: ``failure_reason`` only when there is one (the document says optional)."""
+        """The JSON body: ``failure_reason`` only when there is one (absent, never null)."""
         body = self.model_dump(mode="json")
         if self.failure_reason is None:
             del body["failure_reason"]

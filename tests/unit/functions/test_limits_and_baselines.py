@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from tap_contract.card_numbers import luhn_valid
 from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile
-from tap_contract.card_numbers import luhn_valid
 from tests.unit.functions.conftest import FUTURE_EXPIRY, transaction
 
 # (currency, merchant limits, limit, one minor unit beyond it): USD has cents, JPY has no minor unit.
