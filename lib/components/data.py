@@ -144,7 +144,7 @@ class Data(TaggedComponent):
         attributes: dict[str, str],
         range_key: str | None = None,
         ttl_attribute: str | None = None,
-        global_secondary_indexes: list[dict] | None = None,
+        global_secondary_indexes: list[aws.dynamodb.TableGlobalSecondaryIndexArgsDict] | None = None,
     ) -> aws.dynamodb.Table:
         return aws.dynamodb.Table(
             resource_name,
