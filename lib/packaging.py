@@ -28,7 +28,7 @@ def function_source_files(
     source_root: Path = FUNCTION_SOURCE_ROOT, packages: tuple[str, ...] = FUNCTION_PACKAGES
 ) -> list[str]:
     """Archive paths of every Python source file in the packages, sorted for a stable asset."""
-    files = []
+    files: list[str] = []
     for package in packages:
         package_dir = source_root / package
         if not (package_dir / "__init__.py").is_file():

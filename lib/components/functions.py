@@ -152,12 +152,12 @@ class Functions(TaggedComponent):
             "ReadMerchantConfig", ["dynamodb:GetItem"], [data.merchant_config_table.arn]
         )
         merchant_history = iam.allow("QueryMerchantHistory", ["dynamodb:Query"], [index_arn])
-        common_env = {
+        common_env: dict[str, pulumi.Input[str]] = {
             "ENVIRONMENT_SUFFIX": args.context.settings.environment_suffix,
             "TRANSACTIONS_TABLE_NAME": data.transactions_table.name,
             "IDEMPOTENCY_TABLE_NAME": data.idempotency_table.name,
         }
-        merchant_env = {
+        merchant_env: dict[str, pulumi.Input[str]] = {
             "MERCHANT_CONFIG_TABLE_NAME": data.merchant_config_table.name,
             "MERCHANT_CACHE_TTL_SECONDS": "60",
             "MERCHANT_INDEX_NAME": MERCHANT_INDEX_NAME,

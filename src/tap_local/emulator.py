@@ -56,7 +56,7 @@ class _SerializedApp:
         self._app = app
         self.lock = threading.Lock()
 
-    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
             return list(self._app(environ, start_response))
 
@@ -85,7 +85,7 @@ def serve(port: int, announce: Callable[[int], None]) -> None:
     server = create_server(
         app, host=LOOPBACK, port=port, threads=EMULATOR_THREADS, connection_limit=1000, channel_timeout=300
     )
-    announce(int(server.effective_port))  # type: ignore[union-attr]  # a single TCP listener here
+    announce(int(server.effective_port))  # waitress is untyped: a single TCP listener has one port
     server.run()
 
 

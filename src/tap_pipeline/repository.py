@@ -263,7 +263,8 @@ class TransactionStore:
         response = aws.dynamodb().get_item(
             TableName=self.idempotency_table, Key={"id": guard_id(transaction_id)}, ConsistentRead=True
         )
-        return response.get("Item")
+        guard: dict[str, Any] | None = response.get("Item")
+        return guard
 
     @tracer.capture_method(capture_response=False)
     def get_record(self, transaction_id: str, timestamp: str) -> dict[str, Any] | None:
@@ -272,7 +273,8 @@ class TransactionStore:
             Key={"transaction_id": transaction_id, "timestamp": timestamp},
             ConsistentRead=True,
         )
-        return response.get("Item")
+        record: dict[str, Any] | None = response.get("Item")
+        return record
 
     @tracer.capture_method(capture_response=False)
     def find(self, transaction_id: str) -> dict[str, Any] | None:

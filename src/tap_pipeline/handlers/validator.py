@@ -62,7 +62,8 @@ def _body(event: dict[str, Any]) -> bytes | None:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             return b"\x00invalid-base64"
-    return raw.encode("utf-8", errors="surrogatepass")
+    text: str = raw  # API Gateway's proxy event carries the body as a string
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +91,9 @@ def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
     if isinstance(outcome, intake.Accepted):
         metrics.add_metric(name="TransactionAccepted", unit=MetricUnit.Count, value=1)
         logger.info("transaction accepted")
-        body = TransactionAccepted(transaction_id=outcome.transaction_id, status="PENDING")
-        return http.response(202, body.to_json(), {"Location": f"/transaction/{outcome.transaction_id}"})
+        accepted = TransactionAccepted(transaction_id=outcome.transaction_id, status="PENDING")
+        location = {"Location": f"/transaction/{outcome.transaction_id}"}
+        return http.response(202, accepted.to_json(), location)
     status = REFUSAL_STATUS.get(outcome.code, MERCHANT_RULE_STATUS)
     _count_rejection(outcome.code)
     if outcome.code is ErrorCode.ENQUEUE_FAILED:
