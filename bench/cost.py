@@ -301,7 +301,7 @@ def run(mode: Mode) -> CostResult:
     from moto import mock_aws
 
     from tap_pipeline import keys
-    from tests.unit.functions import backend
+    from tap_testing import backend
 
     sizes = [100] if mode.quick else [100, 1_000, 10_000, 100_000]
     counter = CallCounter()

@@ -105,7 +105,7 @@ class CpuResult:
 
 
 def run(mode: Mode) -> CpuResult:
-    from tests.unit.functions import backend
+    from tap_testing import backend
 
     backend.apply_environment()
     os.environ.update(

@@ -288,7 +288,7 @@ def _cost(r: Results) -> list[str]:
     out = [
         "## 2. Cost per transaction",
         "",
-        "Method: moto in-process (the function-test backend `tests/unit/functions/backend.py`). "
+        "Method: moto in-process (the function-test backend `tap_testing/backend.py`). "
         f"{cost.REAL_HISTORY if not r.mode.quick else 20} transactions first go through the real validator "
         "and fraud detector (batches of 10) on distinct cards of `test-merchant-001`. Then, for each "
         "history size N, the earlier history of one fresh card at that merchant is **synthesized**: N "

@@ -31,7 +31,7 @@ def run(
 ) -> dict[str, Verdict]:
     """Score every transaction; returns verdicts by transaction id."""
     from tap_local import moto_fixes
-    from tests.unit.functions import backend
+    from tap_testing import backend
 
     # The local pipeline's corrections of moto's cost per call: without them every
     # TransactWriteItems deep-copies the tables it touches, and the run grows quadratically.

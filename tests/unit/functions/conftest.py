@@ -1,9 +1,8 @@
-"""Shared fixtures: a fresh moto backend per test, built by :mod:`tests.unit.functions.backend`.
+"""Shared fixtures: a fresh moto backend per test, built by :mod:`tap_testing.backend`.
 
 Everything runs in-process under ``moto.mock_aws``: no network, never real AWS. Each test gets a
 fresh backend, fresh settings and fresh cached clients. The backend builder, the constants and the
-request helpers live in ``backend.py`` (the benchmarks use the same builder); they are re-exported
-here for the tests that import them from ``conftest``.
+request helpers live in ``tap_testing`` (the benchmarks and the fraud evaluation use the same builder).
 """
 
 from __future__ import annotations
@@ -12,65 +11,13 @@ import io
 import json
 import os
 from collections import Counter
-from decimal import Decimal
 from typing import Any
 
 import botocore.client
 import pytest
 from moto import mock_aws
 
-from tap_pipeline.rules import Facts
-from tests.unit.functions.backend import (
-    AMEX,
-    ENVIRONMENT,
-    FUTURE_EXPIRY,
-    MASTERCARD,
-    REGION,
-    SUFFIX,
-    TEST_MERCHANT,
-    VISA,
-    FakeContext,
-    Pipeline,
-    apply_environment,
-    build_pipeline,
-    clear_package_caches,
-    transaction,
-)
-
-__all__ = [
-    "AMEX",
-    "ENVIRONMENT",
-    "FUTURE_EXPIRY",
-    "MASTERCARD",
-    "QUIET_FACTS",
-    "REGION",
-    "SUFFIX",
-    "TEST_MERCHANT",
-    "VISA",
-    "FakeContext",
-    "LogCapture",
-    "Pipeline",
-    "transaction",
-]
-
-# A transaction no rule fires on (established merchant, first use of the card), for rule tests.
-QUIET_FACTS = Facts(
-    transaction_id="t-1",
-    amount=Decimal("25.00"),
-    currency="USD",
-    country="US",
-    merchant_country="US",
-    merchant_max_amount=Decimal("5000"),
-    card_count_minute=1,
-    card_count_hour=1,
-    is_small_amount=False,
-    card_small_count_hour=0,
-    seconds_since_same_card_merchant_amount=None,
-    card_merchants_10m=1,
-    baseline_count=100,
-    baseline_median=Decimal(25),
-    amount_deviation=0.0,
-)
+from tap_testing.backend import ENVIRONMENT, apply_environment, build_pipeline, clear_package_caches
 
 # Powertools reads these when tap_pipeline.observability is first imported (at collection time, before
 # any fixture runs): tracing must be off and the metrics namespace known from the start, as in Lambda.
@@ -154,10 +101,3 @@ def emitted_metrics(stdout: str) -> dict[str, float]:
                     value if isinstance(value, list) else [value]
                 )
     return totals
-
-
-class UnreachableSns:
-    """An SNS client whose every publish fails, as when SNS cannot be reached."""
-
-    def publish(self, **kwargs: Any) -> Any:
-        raise ConnectionError("sns unreachable")

@@ -11,7 +11,7 @@ import pytest
 
 from tap_pipeline.backtest import InvalidProposal, ScoringConfig, SkipReason, backtest, check_proposal
 from tap_pipeline.rules import Facts, evaluate
-from tests.unit.functions.conftest import QUIET_FACTS as QUIET
+from tap_testing.backend import QUIET_FACTS as QUIET
 
 DEFAULTS = ScoringConfig()
 

@@ -18,8 +18,8 @@ import botocore.client
 import pytest
 
 from tap_pipeline import aws
-from tests.unit.functions.conftest import UnreachableSns, transaction
-from tests.unit.stack.conftest import evaluate_stack, statements_of
+from tap_testing.backend import UnreachableSns, transaction
+from tap_testing.stack import evaluate_stack, statements_of
 
 HANDLER_TO_FUNCTION = {
     "validator": "validator",

@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from tap_pipeline import failures
-from tests.unit.functions.conftest import VISA, UnreachableSns, transaction
+from tap_testing.backend import UnreachableSns, transaction
+from tap_testing.cards import VISA
 
 
 def _dead_letter(pipeline: Any, transaction_id: str, receive_count: str = "5") -> dict[str, Any]:

@@ -12,14 +12,9 @@ import pytest
 from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.rules import rule_of
-from tests.unit.functions.conftest import (
-    FUTURE_EXPIRY,
-    MASTERCARD,
-    TEST_MERCHANT,
-    VISA,
-    emitted_metrics,
-    transaction,
-)
+from tap_testing.backend import TEST_MERCHANT, transaction
+from tap_testing.cards import FUTURE_EXPIRY, MASTERCARD, VISA
+from tests.unit.functions.conftest import emitted_metrics
 
 OTHER_CARDS = [
     "4012888888881881",
@@ -464,7 +459,7 @@ def _snapshot_tables(pipeline: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def _restore_tables(pipeline: Any, snapshot: dict[str, list[dict[str, Any]]]) -> None:
-    from tests.unit.functions.backend import clear_package_caches
+    from tap_testing.backend import clear_package_caches
 
     for table_name, items in snapshot.items():
         table = pipeline.ddb.Table(table_name)

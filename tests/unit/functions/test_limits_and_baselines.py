@@ -13,7 +13,8 @@ import pytest
 from tap_contract.card_numbers import luhn_valid
 from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile
-from tests.unit.functions.conftest import FUTURE_EXPIRY, transaction
+from tap_testing.backend import transaction
+from tap_testing.cards import FUTURE_EXPIRY
 
 # (currency, merchant limits, limit, one minor unit beyond it): USD has cents, JPY has no minor unit.
 LIMITS = {

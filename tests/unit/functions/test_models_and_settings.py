@@ -10,7 +10,8 @@ from jsonschema import Draft4Validator
 from tap_contract import api as models
 from tap_contract import environment
 from tap_pipeline import settings
-from tests.unit.functions.conftest import ENVIRONMENT, FUTURE_EXPIRY, VISA, transaction
+from tap_testing.backend import ENVIRONMENT, transaction
+from tap_testing.cards import FUTURE_EXPIRY, VISA
 
 DRAFT4_KEYWORDS = {
     "$schema", "title", "type", "properties", "required", "additionalProperties", "pattern", "maxLength",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.functions.conftest import transaction
+from tap_testing.backend import transaction
 
 REPO = Path(__file__).resolve().parents[3]
 PROBE = (

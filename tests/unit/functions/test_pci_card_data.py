@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from tap_contract import card_numbers
 from tap_pipeline.observability import redact_pans
-from tests.unit.functions.conftest import FUTURE_EXPIRY, transaction
+from tap_testing.backend import transaction
+from tap_testing.cards import FUTURE_EXPIRY
 
 PANS = ["4111111111111111", "5555555555554444", "378282246310005", "6011111111111117", "4000056655665556"]
 CVVS = ["123", "456", "7890", "321", "654"]

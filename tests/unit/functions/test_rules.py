@@ -9,7 +9,7 @@ import pytest
 
 from tap_pipeline import rules
 from tap_pipeline.rules import Facts, evaluate
-from tests.unit.functions.conftest import QUIET_FACTS as QUIET
+from tap_testing.backend import QUIET_FACTS as QUIET
 
 # rule -> (facts that must make it fire, facts just on the quiet side of its threshold)
 CASES = {

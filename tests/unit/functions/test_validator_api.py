@@ -8,14 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.functions.conftest import (
-    AMEX,
-    FUTURE_EXPIRY,
-    TEST_MERCHANT,
-    VISA,
-    emitted_metrics,
-    transaction,
-)
+from tap_testing.backend import TEST_MERCHANT, transaction
+from tap_testing.cards import AMEX, FUTURE_EXPIRY, VISA
+from tests.unit.functions.conftest import emitted_metrics
 
 
 def _card(**fields: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tap_local.emulator import CREDENTIALS
 from tap_pipeline import aws
 from tap_pipeline.observability import metrics
 from tap_pipeline.repository import iso_millis
-from tests.unit.functions.backend import (
+from tap_testing.backend import (
     ENVIRONMENT,
     TEST_MERCHANT,
     Pipeline,

@@ -163,7 +163,7 @@ def test_code_asset_holds_no_bytecode_another_python_would_ignore(tmp_path):
 
 @pytest.mark.skipif(THIS_INTERPRETER == layer.RUNTIME_CACHE_TAG, reason="this interpreter is the runtime's")
 def test_stack_warns_at_preview_when_cold_starts_would_compile(monkeypatch):
-    from tests.unit.stack.conftest import evaluate_stack
+    from tap_testing.stack import evaluate_stack
 
     warnings: list[str] = []
     monkeypatch.setattr(
@@ -180,7 +180,7 @@ def test_stack_warns_at_preview_when_cold_starts_would_compile(monkeypatch):
 def test_no_deploy_warnings_when_evaluated_under_mocks(monkeypatch):
     """Issue 9: `make local` and `make demo` evaluate the program under mocks and ship nothing, so
     the bytecode notices (which concern what `pulumi up` ships) are not printed there."""
-    from tests.unit.stack.conftest import evaluate_stack
+    from tap_testing.stack import evaluate_stack
 
     warnings: list[str] = []
     monkeypatch.setattr(

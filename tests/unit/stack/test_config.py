@@ -12,7 +12,7 @@ import pytest
 from lib.config import ConfigError, load_settings
 from lib.graph import AwsLikeAnswers, StackGraph, evaluate
 from lib.packaging import REPO_ROOT
-from tests.unit.stack.conftest import fake_built_layer
+from tap_testing.stack import fake_built_layer
 
 PROJECT = "tap-transaction-pipeline"
 

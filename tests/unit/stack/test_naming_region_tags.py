@@ -12,7 +12,7 @@ import pytest
 
 from lib.graph import RecordedResource
 from lib.packaging import REPO_ROOT
-from tests.unit.stack.conftest import evaluate_stack
+from tap_testing.stack import evaluate_stack
 
 UNUSUAL_SUFFIX = "zq9x-7"
 # Inputs that are physical names a person would search for in the console.

@@ -18,7 +18,7 @@ from lib.components.messaging import DLQ_MAX_RECEIVE_COUNT, DLQ_RETENTION_SECOND
 from lib.config import StackSettings
 from lib.graph import AwsLikeAnswers, StackGraph
 from lib.packaging import FUNCTION_PACKAGES, FUNCTION_SOURCE_ROOT, function_source_files
-from tests.unit.stack.conftest import as_list, fake_built_layer, statements_of
+from tap_testing.stack import as_list, fake_built_layer, statements_of
 
 FUNCTION = "aws:lambda/function:Function"
 QUEUE = "aws:sqs/queue:Queue"
@@ -491,7 +491,7 @@ def test_c10_every_hop_the_stack_wires_for_a_transaction_admits_1000_tps(graph):
     ids=lambda setting: next(iter(setting)),
 )
 def test_c10_capacity_check_fails_when_one_hop_is_sized_below_1000_tps(too_low):
-    from tests.unit.stack.conftest import evaluate_stack
+    from tap_testing.stack import evaluate_stack
 
     with pytest.raises(AssertionError):
         assert_every_hop_admits_1000_tps(evaluate_stack(**too_low))
@@ -589,7 +589,7 @@ def test_f3_f4_f16_private_route_tables_are_associated_and_carry_the_dynamodb_en
 
 
 def test_f10_stage_name_follows_the_environment_not_a_fixed_name(graph):
-    from tests.unit.stack.conftest import evaluate_stack
+    from tap_testing.stack import evaluate_stack
 
     assert graph.one("aws:apigateway/stage:Stage", "stage").inputs["stageName"] == "unit"
     other = evaluate_stack(environment_suffix="qa7")

@@ -18,7 +18,7 @@ import pytest
 from lib.graph import RecordedResource, StackGraph
 from lib.policy import CONTROLS, WAIVERS, Waiver, controls_by_id, run_controls
 from lib.policy.controls.wafv2 import REQUIRED_MANAGED_RULE_GROUPS
-from tests.unit.stack.conftest import evaluate_stack
+from tap_testing.stack import evaluate_stack
 
 ACCOUNT = "123456789012"
 REGION = "us-east-2"

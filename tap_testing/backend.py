@@ -1,7 +1,8 @@
-"""The function-test backend: a moto account laid out exactly as docs/function-contract.md describes.
+"""The function-test backend: a moto account laid out exactly as the contract (tap_contract) describes.
 
 One builder for everything that drives the handlers in-process against moto: the pytest fixtures
-(``conftest.py``) and the benchmarks (``bench/``) both use it, so the tables, queues, topics, secret
+(``tests/unit/functions/conftest.py``), the benchmarks (``bench/``) and the fraud evaluation
+(``fraud_eval/``) all use it, so the tables, queues, topics, secret
 and environment they test against cannot drift apart. Nothing here talks to real AWS: call
 :func:`build_pipeline` inside ``moto.mock_aws()``.
 """
@@ -20,13 +21,14 @@ from typing import Any
 
 import boto3
 
+from tap_contract import metrics, tables
+from tap_contract.seed import TEST_MERCHANT_ID
+from tap_pipeline.rules import Facts
+from tap_testing.cards import FUTURE_EXPIRY, VISA
+
 REGION = "us-east-2"
 SUFFIX = "unittest"
-TEST_MERCHANT = "test-merchant-001"
-VISA = "4111111111111111"  # Luhn-valid test PAN
-MASTERCARD = "5555555555554444"
-AMEX = "378282246310005"
-FUTURE_EXPIRY = "12/39"
+TEST_MERCHANT = TEST_MERCHANT_ID
 
 ENVIRONMENT = {
     "AWS_DEFAULT_REGION": REGION,
@@ -37,13 +39,13 @@ ENVIRONMENT = {
     "AWS_SESSION_TOKEN": "testing",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_SERVICE_NAME": "unit-tests",
-    "POWERTOOLS_METRICS_NAMESPACE": "TapTransactionPipeline",
+    "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
     "POWERTOOLS_LOG_LEVEL": "INFO",
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
     "ENVIRONMENT_SUFFIX": SUFFIX,
     "MERCHANT_CACHE_TTL_SECONDS": "60",
-    "MERCHANT_INDEX_NAME": "merchant-index",
-    "MERCHANT_INDEX_SHARDS": "16",
+    "MERCHANT_INDEX_NAME": tables.MERCHANT_INDEX_NAME,
+    "MERCHANT_INDEX_SHARDS": str(tables.MERCHANT_INDEX_SHARDS),
     "FRAUD_STATE_SHARDS": "16",
     "FRAUD_PROFILE_CACHE_SECONDS": "60",
 }
@@ -319,25 +321,27 @@ def create_tables(ddb: Any) -> dict[str, str]:
         "idempotency": f"idempotency-{SUFFIX}",
     }
     client = ddb.meta.client
-    _create_table(client, names["merchant"], ("merchant_id",))
+    _create_table(client, names["merchant"], (tables.MERCHANT_ID,))
     _create_table(
         client,
         names["transactions"],
-        ("transaction_id", "timestamp"),
-        indexed=("merchant_shard",),
+        (tables.TRANSACTION_ID, tables.TIMESTAMP),
+        indexed=(tables.MERCHANT_SHARD,),
         GlobalSecondaryIndexes=[
             {
-                "IndexName": "merchant-index",
+                "IndexName": tables.MERCHANT_INDEX_NAME,
                 "KeySchema": [
-                    {"AttributeName": "merchant_shard", "KeyType": "HASH"},
-                    {"AttributeName": "timestamp", "KeyType": "RANGE"},
+                    {"AttributeName": tables.MERCHANT_SHARD, "KeyType": "HASH"},
+                    {"AttributeName": tables.TIMESTAMP, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
     )
-    _create_table(client, names["fraud"], ("pk", "sk"), ttl="expires_at")
-    _create_table(client, names["idempotency"], ("id",), ttl="expiration")
+    _create_table(
+        client, names["fraud"], (tables.FRAUD_STATE_PK, tables.FRAUD_STATE_SK), ttl=tables.FRAUD_STATE_TTL
+    )
+    _create_table(client, names["idempotency"], (tables.IDEMPOTENCY_ID,), ttl=tables.IDEMPOTENCY_TTL)
     return names
 
 
@@ -397,3 +401,30 @@ def build_pipeline(setenv: SetEnv = os.environ.__setitem__) -> Pipeline:
     clear_package_caches()
     pipe.put_merchant(TEST_MERCHANT)
     return pipe
+
+
+# A transaction no rule fires on (established merchant, first use of the card), for rule tests.
+QUIET_FACTS = Facts(
+    transaction_id="t-1",
+    amount=Decimal("25.00"),
+    currency="USD",
+    country="US",
+    merchant_country="US",
+    merchant_max_amount=Decimal("5000"),
+    card_count_minute=1,
+    card_count_hour=1,
+    is_small_amount=False,
+    card_small_count_hour=0,
+    seconds_since_same_card_merchant_amount=None,
+    card_merchants_10m=1,
+    baseline_count=100,
+    baseline_median=Decimal(25),
+    amount_deviation=0.0,
+)
+
+
+class UnreachableSns:
+    """An SNS client whose every publish fails, as when SNS cannot be reached."""
+
+    def publish(self, **kwargs: Any) -> Any:
+        raise ConnectionError("sns unreachable")
