@@ -98,10 +98,10 @@ class SizeResult:
 
 
 def _fresh_pan(serial: int) -> str:
-    from tap_contract.card_numbers import luhn_valid
+    from tap_contract.card_numbers import with_check_digit
 
     body = f"4{serial:014d}"
-    return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))
+    return with_check_digit(body)
 
 
 def _body(pan: str, amount: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from resilience import harness
+from tap_contract.card_numbers import luhn_valid
 from tap_local.pipeline import LocalPipeline
 from tap_local.pollers import BatchOutcome
 from tap_local.scenarios import DEFAULT_MERCHANT, STRICT_MERCHANT, luhn_pan
@@ -28,14 +29,6 @@ from tap_local.scenarios import DEFAULT_MERCHANT, STRICT_MERCHANT, luhn_pan
 # Sent PANs are also looked for as plain substrings, wherever they are embedded.
 DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z.])[2-6]\d{12,18}(?![0-9A-Za-z])")
 CVV_NAME = re.compile(r"\b(cvv|cvc|cvv2|cid|security_code)\b", re.IGNORECASE)
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
 
 
 @dataclass

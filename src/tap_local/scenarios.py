@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from tap_contract.card_numbers import with_check_digit
+
 DEFAULT_MERCHANT = "test-merchant-001"
 STRICT_MERCHANT = "test-merchant-strict"
 
@@ -21,12 +23,8 @@ def unique_token() -> str:
 
 def luhn_pan(prefix: str = "4", length: int = 16) -> str:
     """A random Luhn-valid card number (test data, never a real card)."""
-    digits = [int(d) for d in prefix] + [random.randint(0, 9) for _ in range(length - len(prefix) - 1)]  # noqa: S311
-    total = 0
-    for index, digit in enumerate(reversed(digits)):
-        doubled = digit * 2 if index % 2 == 0 else digit
-        total += doubled - 9 if doubled > 9 else doubled
-    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
+    body = prefix + "".join(random.choice("0123456789") for _ in range(length - len(prefix) - 1))  # noqa: S311
+    return with_check_digit(body)
 
 
 def transaction(merchant: str = DEFAULT_MERCHANT, amount: str = "25.00", **extra: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ import json
 import boto3
 import pytest
 
-from resilience.card_data import CardScan, luhn_valid, scan_texts
+from resilience.card_data import CardScan, scan_texts
 from resilience.conservation import PipelineState, check
+from tap_contract.card_numbers import luhn_valid
 from tap_local.emulator import CREDENTIALS, Emulator
 from tap_local.faults import FaultPlan, FaultProxy
 from tap_local.redrive import redrive

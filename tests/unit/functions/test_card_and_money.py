@@ -36,7 +36,7 @@ def test_luhn(number, valid):
 @settings(max_examples=200)
 @given(st.text(alphabet="0123456789", min_size=12, max_size=18), st.integers(0, 17), st.integers(1, 9))
 def test_luhn_catches_every_single_digit_error(body, position, delta):
-    number = next(body + c for c in "0123456789" if card_numbers.luhn_valid(body + c))
+    number = card_numbers.with_check_digit(body)
     position %= len(number)
     typo = number[:position] + str((int(number[position]) + delta) % 10) + number[position + 1 :]
 
@@ -64,6 +64,13 @@ def test_reference_keeps_only_bin_and_last4():
 
     assert (reference.bin, reference.last4) == ("411111", "1111")
     assert "4111111111111111" not in repr(reference)
+
+
+@given(body=st.from_regex(r"\A[0-9]{11,18}\Z"))
+def test_with_check_digit_appends_the_one_digit_that_makes_a_number_luhn_valid(body):
+    number = card_numbers.with_check_digit(body)
+    assert number[:-1] == body and card_numbers.luhn_valid(number)
+    assert [d for d in "0123456789" if card_numbers.luhn_valid(body + d)] == [number[-1]]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tap_contract.card_numbers import luhn_valid
+from tap_contract.card_numbers import with_check_digit
 from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile
 from tap_testing.backend import transaction
@@ -83,7 +83,7 @@ def test_p2_amount_equal_to_merchant_minimum_is_accepted_one_minor_unit_below_is
 def _pan(serial: int) -> str:
     """A distinct Luhn-valid Visa-range PAN per serial (so card rules see one use per card)."""
     body = f"4{serial + 7000:014d}"
-    return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))
+    return with_check_digit(body)
 
 
 BASELINE_SHOP = "baseline-shop"
