@@ -38,7 +38,7 @@ from typing import Any
 from bench.common import REPO_ROOT, Mode, median_spread
 from lib.layer import BYTECODE_MODE
 
-# Module -> the tap_pipeline.aws factories its handler needs on a happy-path invocation.
+# Module -> the tap_pipeline.data.clients factories its handler needs on a happy-path invocation.
 HANDLERS: dict[str, tuple[str, ...]] = {
     "validator": ("dynamodb_resource", "sqs", "secretsmanager"),
     "fraud_detector": ("dynamodb_resource", "sns", "raw_dynamodb"),
@@ -69,7 +69,7 @@ _BREAKDOWN_CHILD = """
 import time
 marks = []
 t = time.perf_counter()
-from tap_pipeline import aws
+from tap_pipeline.data import clients
 {calls}
 marks.append(time.perf_counter() - t)
 for name in {components!r}:
@@ -88,7 +88,7 @@ import time
 w0, c0 = time.perf_counter(), time.process_time()
 import importlib
 module = importlib.import_module('tap_pipeline.handlers.{module}')
-from tap_pipeline import aws
+from tap_pipeline.data import clients
 {calls}
 w1, c1 = time.perf_counter(), time.process_time()
 import json, sys
@@ -212,7 +212,7 @@ def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path)
     for round_number in range(rounds):
         for module, clients in HANDLERS.items():
             env = _lambda_env(module.replace("_", "-"))
-            aws_calls = "\n".join(f"aws.{c}()" for c in clients)
+            aws_calls = "\n".join(f"clients.{c}()" for c in clients)
             child = {"module": module, "calls": aws_calls, "components": components}
             children = {
                 "base": (_BASELINE_CHILD.format(calls="\n".join(_BASELINE_CALLS[c] for c in clients)), env),

@@ -6,7 +6,7 @@ of one card at that merchant is then *synthesized*: N RECEIVED->CLEARED records 
 guard items, spread over the past 30 days, the card's events (one per transaction, the last hour's
 within the detector's Query range; TTL has not removed the older ones, which makes the Query's key
 range do the work), and the merchant amount profile ADDed with those N amounts -- the same items,
-keys (``fraud_state`` and ``repository`` key functions) and aggregates the code writes. Measured
+keys (the ``tap_pipeline.data`` key functions) and aggregates the code writes. Measured
 transactions then use that card, one message per detector invocation (worst case: no batch to share
 the profile write).
 
@@ -123,15 +123,16 @@ def _submit(pipe: Any, body: dict[str, Any]) -> str:
 
 def _synthesize(pipe: Any, pan: str, count: int, serial_base: int) -> None:
     """Write ``count`` earlier transactions of one card at the merchant, as the code would have."""
-    from tap_pipeline import card, fraud_state, keys, repository
+    from tap_pipeline import card
+    from tap_pipeline.data import secrets
 
-    fingerprint = card.reference_for_pan(keys.fingerprint_key(), pan).fingerprint
-    _write_history(pipe, fingerprint, pan, count, serial_base, fraud_state, repository)
+    fingerprint = card.reference_for_pan(secrets.fingerprint_key(), pan).fingerprint
+    _write_history(pipe, fingerprint, pan, count, serial_base)
 
 
-def _write_history(
-    pipe: Any, fingerprint: str, pan: str, count: int, serial_base: int, fraud_state: Any, repository: Any
-) -> None:
+def _write_history(pipe: Any, fingerprint: str, pan: str, count: int, serial_base: int) -> None:
+    from tap_pipeline.data import fraud_state, items, transactions
+
     now = datetime.now(UTC)
     start = now - timedelta(days=30)
     step = (now - timedelta(hours=2) - start) / max(count, 1)
@@ -143,14 +144,14 @@ def _write_history(
         at = start + step * index
         transaction_id = f"hist-{serial_base}-{index}"
         amount = Decimal(f"{20 + index % 30}.00")
-        stamp = repository.iso_millis(at)
+        stamp = items.iso_millis(at)
         record_batch.put_item(
             Item={
                 "transaction_id": transaction_id,
                 "timestamp": stamp,
                 "status": "CLEARED",
                 "merchant_id": "test-merchant-001",
-                "merchant_shard": repository.merchant_shard_key("test-merchant-001", transaction_id, shards),
+                "merchant_shard": items.merchant_shard_key("test-merchant-001", transaction_id, shards),
                 "amount": amount,
                 "currency": "USD",
                 "card_fingerprint": fingerprint,
@@ -165,7 +166,7 @@ def _write_history(
         )
         guard_batch.put_item(
             Item={
-                "id": repository.guard_id(transaction_id),
+                "id": transactions.guard_id(transaction_id),
                 "transaction_id": transaction_id,
                 "record_timestamp": stamp,
                 "request_hash": secrets.token_hex(16),
@@ -173,7 +174,7 @@ def _write_history(
             }
         )
         event = fraud_state.card_event_item(
-            _history_message(fingerprint, transaction_id, stamp, f"{amount}", shards, repository)
+            _history_message(fingerprint, transaction_id, stamp, f"{amount}", shards)
         )
         event_batch.put_item(Item=event)
         amounts.append(amount)
@@ -185,16 +186,15 @@ def _write_history(
     )
 
 
-def _history_message(
-    fingerprint: str, transaction_id: str, stamp: str, amount: str, shards: int, repository: Any
-) -> Any:
+def _history_message(fingerprint: str, transaction_id: str, stamp: str, amount: str, shards: int) -> Any:
     from tap_contract.messages import CardSnapshot, TransactionMessage
+    from tap_pipeline.data import items
 
     return TransactionMessage(
         transaction_id=transaction_id,
         timestamp=stamp,
         merchant_id="test-merchant-001",
-        merchant_shard=repository.merchant_shard_key("test-merchant-001", transaction_id, shards),
+        merchant_shard=items.merchant_shard_key("test-merchant-001", transaction_id, shards),
         amount=amount,
         currency="USD",
         card=CardSnapshot(fingerprint=fingerprint, kind="pan"),
@@ -221,9 +221,9 @@ class _MotoWriter:
 class CacheClocks:
     """Stops the clocks of the per-container caches while transactions are measured.
 
-    The merchant-config cache (``repository.MerchantDirectory``, 60 s) and the merchant amount-profile
-    cache (``fraud_state.FraudState``, 60 s) read ``time.monotonic``; the
-    card-key cache (Powertools' parameter cache under ``keys``, 300 s) reads ``datetime.now``. Moto
+    The merchant-config cache (``data.merchants.MerchantDirectory``, 60 s) and the merchant
+    amount-profile cache (``data.fraud_state.FraudState``, 60 s) read ``time.monotonic``; the
+    card-key cache (Powertools' parameter cache under ``data.secrets``, 300 s) reads ``datetime.now``. Moto
     deep-copies every table a TransactWriteItems touches (its rollback), so with 10^5 items one
     transaction takes seconds here against milliseconds in DynamoDB, and on the real clock the
     caches would expire *between* measured transactions of the largest sizes only: an emulator
@@ -235,10 +235,10 @@ class CacheClocks:
     def __enter__(self) -> CacheClocks:
         from aws_lambda_powertools.utilities.parameters import base
 
-        from tap_pipeline import fraud_state, repository
+        from tap_pipeline.data import fraud_state, merchants
 
         self._restore = [
-            (repository, "time", repository.time),
+            (merchants, "time", merchants.time),
             (fraud_state, "time", fraud_state.time),
             (base, "datetime", base.datetime),
         ]
@@ -258,7 +258,7 @@ class CacheClocks:
             def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
                 return datetime.fromtimestamp(epoch + clocks.offset, tz)
 
-        repository.time = _Time()  # type: ignore[assignment]
+        merchants.time = _Time()  # type: ignore[assignment]
         fraud_state.time = _Time()  # type: ignore[assignment]
         base.datetime = _Datetime  # type: ignore[misc]
         return self
@@ -300,7 +300,7 @@ class CostResult:
 def run(mode: Mode) -> CostResult:
     from moto import mock_aws
 
-    from tap_pipeline import keys
+    from tap_pipeline.data import secrets
     from tap_testing import backend
 
     sizes = [100] if mode.quick else [100, 1_000, 10_000, 100_000]
@@ -312,7 +312,7 @@ def run(mode: Mode) -> CostResult:
         ttls = {
             "merchant config": int(os.environ["MERCHANT_CACHE_TTL_SECONDS"]),
             "merchant profile": int(os.environ["FRAUD_PROFILE_CACHE_SECONDS"]),
-            "card key": keys.KEY_CACHE_SECONDS,
+            "card key": secrets.KEY_CACHE_SECONDS,
         }
         real = 20 if mode.quick else REAL_HISTORY
         for serial in range(real):

@@ -92,9 +92,15 @@ class FakeAws:
 
     @staticmethod
     def install() -> None:
-        from tap_pipeline import aws
+        from tap_pipeline.data import clients
 
-        for factory in (aws.dynamodb, aws.sqs, aws.sns, aws.secretsmanager, aws.raw_dynamodb):
+        for factory in (
+            clients.dynamodb,
+            clients.sqs,
+            clients.sns,
+            clients.secretsmanager,
+            clients.raw_dynamodb,
+        ):
             factory().meta.events.register_first("before-send", _fake)
 
 
@@ -121,10 +127,10 @@ def run(mode: Mode) -> CpuResult:
         }
     )
     backend.clear_package_caches()
-    from tap_pipeline import aws
+    from tap_pipeline.data import clients
     from tap_pipeline.handlers import fraud_detector, validator
 
-    aws.clear_cache()
+    clients.clear_cache()
     FakeAws.install()
     rounds, per_round = (2, 20) if mode.quick else (7, 200)
     validator_ms, detector_ms = [], []
@@ -148,7 +154,7 @@ def run(mode: Mode) -> CpuResult:
             if outcome != {"batchItemFailures": []}:
                 raise RuntimeError(f"detector failed: {outcome}")
         detector_ms.append((time.process_time() - began) * 1000 / len(messages))
-    aws.clear_cache()
+    clients.clear_cache()
     return CpuResult(validator_ms[1:], detector_ms[1:])
 
 

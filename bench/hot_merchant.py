@@ -33,7 +33,8 @@ class HotResult:
 
 def run(mode: Mode, batch_size: int = 10) -> HotResult:
     from tap_contract.messages import TransactionMessage
-    from tap_pipeline import fraud_state, repository
+    from tap_pipeline import features
+    from tap_pipeline.data import fraud_state, items, transactions
 
     messages = 2_000 if mode.quick else 10_000
     seconds = messages / TPS
@@ -43,15 +44,15 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
     state = fraud_state.FraudState("fraud", 16)
     writes: Counter[str] = Counter()
     index_writes: Counter[str] = Counter()
-    buffer = fraud_state.ProfileBuffer()
+    buffer = features.ProfileBuffer()
     batch: list[TransactionMessage] = []
     for index in range(messages):
         transaction_id = f"hot-{index}"
         at = start + timedelta(seconds=index / TPS)
-        shard = repository.merchant_shard_key("hot-merchant", transaction_id, 16)
+        shard = items.merchant_shard_key("hot-merchant", transaction_id, 16)
         message = TransactionMessage(
             transaction_id=transaction_id,
-            timestamp=repository.iso_millis(at),
+            timestamp=items.iso_millis(at),
             merchant_id="hot-merchant",
             merchant_shard=shard,
             amount=f"{rng.randint(5, 200)}.00",
@@ -59,7 +60,7 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
             card={"fingerprint": f"fp{rng.randrange(pool):05d}", "kind": "token"},
         )
         writes[f"transactions:{transaction_id}"] += 2  # RECEIVED put + final status update
-        writes[f"idempotency:{repository.guard_id(transaction_id)}"] += 1
+        writes[f"idempotency:{transactions.guard_id(transaction_id)}"] += 1
         index_writes[shard] += 2
         event = fraud_state.card_event_item(message)
         writes[f"fraud:{event['pk']}|{event['sk']}"] += 1

@@ -142,7 +142,8 @@ def _cold(r: Results) -> list[str]:
         "(`LAMBDA_TASK_ROOT` set, no `POWERTOOLS_TRACE_DISABLED`, so Powertools' Tracer imports the X-Ray "
         "SDK and patches botocore). The child times, from its first statement, `import "
         "tap_pipeline.handlers.<module>` plus building the AWS clients that handler uses on a happy-path "
-        "invocation (`tap_pipeline.aws` factories). The baseline child times `import boto3` plus building "
+        "invocation (`tap_pipeline.data.clients` factories). The baseline child times `import boto3` plus "
+        "building "
         "the same clients. Interpreter start-up is outside both figures. Rounds are interleaved and each "
         f"ratio uses the same round's baseline. Rounds: {r.cold.runs}, after {r.cold.warmup_rounds} "
         "discarded warm-up round(s); `tap_pipeline` is byte-compiled before the rounds, as the libraries "
@@ -292,11 +293,12 @@ def _cost(r: Results) -> list[str]:
         f"{cost.REAL_HISTORY if not r.mode.quick else 20} transactions first go through the real validator "
         "and fraud detector (batches of 10) on distinct cards of `test-merchant-001`. Then, for each "
         "history size N, the earlier history of one fresh card at that merchant is **synthesized**: N "
-        "CLEARED transaction records (with `merchant_shard` from `repository.merchant_shard_key`) and N "
-        "validator guard items (`repository.guard_id`), spread over the past 30 days and put straight into "
-        "moto's in-memory tables; that card's N card events (`fraud_state.card_event_item`; TTL would have "
+        "CLEARED transaction records (with `merchant_shard` from `data.items.merchant_shard_key`) and N "
+        "validator guard items (`data.transactions.guard_id`), spread over the past 30 days and put "
+        "straight into moto's in-memory tables; that card's N card events "
+        "(`data.fraud_state.card_event_item`; TTL would have "
         "deleted those older than 70 minutes, keeping them makes the card-history Query's key range do the "
-        "work), and the N amounts ADDed to a merchant amount-profile shard (`fraud_state.profile_pk`). "
+        "work), and the N amounts ADDed to a merchant amount-profile shard (`data.fraud_state.profile_pk`). "
         "Then the clocks of the per-container caches (merchant config, "
         f"{r.cost.cache_ttls['merchant config']} s, merchant amount profile, "
         f"{r.cost.cache_ttls['merchant profile']} s, and card key, {r.cost.cache_ttls['card key']} s) stop; "
@@ -356,7 +358,7 @@ def _cost(r: Results) -> list[str]:
         "",
         f"Method: {r.hot.messages:,} synthetic messages for one merchant at 1,000 TPS, cards drawn from a "
         f"pool of {r.hot.card_pool:,}, turned into the item keys the code writes (validator record and "
-        "guard, card event (`fraud_state.card_event_item`), final status update, `ProfileBuffer` "
+        "guard, card event (`data.fraud_state.card_event_item`), final status update, `ProfileBuffer` "
         "profile shard once per delivered batch via `stable_shard`). Writes per key / seconds of traffic.",
         "",
     ]

@@ -61,12 +61,15 @@ def apply_environment(setenv: SetEnv = os.environ.__setitem__) -> None:
 
 
 def clear_package_caches() -> None:
-    """Fresh settings and caches. boto3 clients (``tap_pipeline.aws``) are kept: they are expensive
-    to build, hold no state, and moto intercepts them in whichever backend is active."""
-    from tap_pipeline import alerts, failures, idempotency, intake, keys, scoring, settings
+    """Fresh settings and caches. boto3 clients (``tap_pipeline.data.clients``) are kept: they are
+    expensive to build, hold no state, and moto intercepts them in whichever backend is active."""
+    from tap_pipeline import alerts, idempotency, settings
+    from tap_pipeline.data import fraud_state, merchants, secrets, transactions
 
-    for module in (settings, keys, idempotency, alerts, intake, scoring, failures):
+    for module in (settings, secrets, idempotency, alerts):
         module.clear_cache()
+    for factory in (merchants.directory, transactions.store, fraud_state.state):
+        factory.cache_clear()
 
 
 @functools.cache
@@ -262,6 +265,14 @@ class Pipeline:
         return [json.loads(m["Body"]) for m in self.drain(capture_url)]
 
     def put_merchant(self, merchant_id: str, **overrides: Any) -> None:
+        """Write a merchant's configuration and forget the cached one.
+
+        In AWS each function caches merchants in its own containers; in this one process the
+        validator and the detector share the cache, so a change is made visible at once, as it is to
+        a detector container that had not read the merchant yet.
+        """
+        from tap_pipeline.data import merchants
+
         item = {
             "merchant_id": merchant_id,
             "active": True,
@@ -272,6 +283,7 @@ class Pipeline:
         }
         item.update(overrides)
         self.ddb.Table(self.merchant_table).put_item(Item=item)
+        merchants.directory.cache_clear()
 
 
 def transaction(**overrides: Any) -> dict[str, Any]:

@@ -29,9 +29,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS
 from tap_local.emulator import CREDENTIALS, endpoint_of
-from tap_pipeline import aws
 from tap_pipeline.backtest import BacktestReport, InvalidProposal, ScoringConfig, backtest, check_proposal
-from tap_pipeline.repository import MerchantConfig, TransactionStore, iso_millis
+from tap_pipeline.data import clients
+from tap_pipeline.data.items import iso_millis
+from tap_pipeline.data.merchants import MerchantConfig
+from tap_pipeline.data.transactions import TransactionStore
 
 DEFAULT_WINDOW = timedelta(hours=24)
 # merchant_history stops after this many records (per shard, then overall, newest first).
@@ -148,7 +150,7 @@ def read_only(client: Any) -> Iterator[None]:
 
 
 def read_merchant(table: str, merchant_id: str) -> MerchantConfig:
-    item = aws.dynamodb().get_item(TableName=table, Key={"merchant_id": merchant_id}, ConsistentRead=True)
+    item = clients.dynamodb().get_item(TableName=table, Key={"merchant_id": merchant_id}, ConsistentRead=True)
     if "Item" not in item:
         raise UsageError(f"merchant {merchant_id!r} is not in {table}")
     return MerchantConfig.from_item(item["Item"])
@@ -169,7 +171,7 @@ def run_backtest(
     """
     check_proposal(proposed_overrides, proposed_flag_threshold)
     store = TransactionStore(tables.transactions, tables.idempotency)
-    with read_only(aws.dynamodb()):
+    with read_only(clients.dynamodb()):
         merchant = read_merchant(tables.merchants, merchant_id)
         history = store.merchant_history(
             tables.merchant_index, tables.merchant_index_shards, merchant_id, window.since, read_limit
@@ -265,7 +267,7 @@ def connect(outputs: Mapping[str, Any], endpoint_url: str | None) -> None:
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         os.environ.update(CREDENTIALS)
-    aws.clear_cache()
+    clients.clear_cache()
 
 
 def main(

@@ -12,27 +12,17 @@ environment) and reused for the life of the process.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
-from tap_pipeline import aws, idempotency
-from tap_pipeline.observability import tracer
+from tap_pipeline import idempotency
+from tap_pipeline.data import topics
 
 
-@tracer.capture_method(capture_response=False)
 def _publish(
     topic_arn: str, subject: str, body: dict[str, Any], attributes: dict[str, str]
 ) -> dict[str, str]:
-    response = aws.sns().publish(
-        TopicArn=topic_arn,
-        Subject=subject[:100],  # SNS's limit for email subjects
-        Message=json.dumps(body, sort_keys=True, default=str),
-        MessageAttributes={
-            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-        },
-    )
-    return {"message_id": response["MessageId"]}
+    return {"message_id": topics.publish(topic_arn, subject, body, attributes)}
 
 
 def _publish_fraud_alert(alert: dict[str, Any], topic_arn: str) -> dict[str, str]:

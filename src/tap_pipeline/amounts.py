@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 
+from tap_contract import money
+from tap_contract.messages import TransactionMessage
+
 # Bin width in ln units: 0.2 is a 22 % step in amount; quantiles interpolate inside a bin.
 BIN_WIDTH = 0.2
 # Bin index offset so amounts down to e^-20 (far below any minor unit) get non-negative indexes.
@@ -133,3 +136,13 @@ class AmountProfile:
         if not self.established:
             return None
         return (math.log(max(float(amount), 1e-8)) - self.median_log) / self.spread_log
+
+
+# A charge at or below 5.00 in the currency's major unit (500 minor units) is a card-testing probe size.
+SMALL_AMOUNT_MINOR_UNITS = 500
+
+
+def is_small(message: TransactionMessage) -> bool:
+    """True for a small amount, the size card testers probe with."""
+    minor = Decimal(message.amount).scaleb(money.exponent(message.currency))
+    return minor <= SMALL_AMOUNT_MINOR_UNITS

@@ -29,7 +29,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,8 +36,10 @@ from pydantic import ValidationError
 from tap_contract.api import Status
 from tap_contract.messages import TransactionMessage
 from tap_pipeline import alerts
+from tap_pipeline.data import transactions
+from tap_pipeline.data.items import iso_millis
+from tap_pipeline.data.transactions import record_item
 from tap_pipeline.observability import logger
-from tap_pipeline.repository import TransactionStore, iso_millis, record_item
 from tap_pipeline.settings import failed_handler_settings
 
 DEFAULT_REASON = "exceeded maxReceiveCount on the transaction queue"
@@ -61,12 +62,6 @@ class Handled:
     outcome: str  # "failed" | "created" | "final" | "poison"
     transaction_id: str
     notified: bool
-
-
-@cache
-def store() -> TransactionStore:
-    s = failed_handler_settings()
-    return TransactionStore(s.common.transactions_table, s.common.idempotency_table)
 
 
 def masked_excerpt(body: str, limit: int = 200) -> str:
@@ -98,7 +93,7 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
         return _unreadable(letter, now)
 
     logger.append_keys(transaction_id=message.transaction_id)
-    outcome, record = store().mark_failed(
+    outcome, record = transactions.store().mark_failed(
         (message.transaction_id, message.timestamp),
         letter.message_id,
         DEFAULT_REASON,
@@ -116,7 +111,7 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
             "failed_at": iso_millis(now),
             "failed_message_id": letter.message_id,
         }
-        store().put_failed(item)
+        transactions.store().put_failed(item)
         reason = str(item["failure_reason"])
         outcome = "created"
     else:
@@ -194,7 +189,7 @@ def _unreadable(letter: DeadLetter, now: datetime) -> Handled:
     key = _record_key(letter.body)
     if key is None:
         return _poison(letter, now)
-    outcome, record = store().mark_failed(
+    outcome, record = transactions.store().mark_failed(
         key, letter.message_id, UNREADABLE_REASON, letter.receive_count, iso_millis(now)
     )
     if outcome == "missing":
@@ -222,11 +217,7 @@ def _poison(letter: DeadLetter, now: datetime) -> Handled:
         "body_length": len(letter.body),
         "body_excerpt": masked_excerpt(letter.body),
     }
-    created = store().put_failed(item)
+    created = transactions.store().put_failed(item)
     logger.error("poison message recorded as FAILED", extra={"record_key": key, "first_time": created})
     _notify(letter, key, reason, "poison")
     return Handled("poison", key, notified=True)
-
-
-def clear_cache() -> None:
-    store.cache_clear()

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from tap_pipeline import aws
+from tap_pipeline.data import clients
 from tap_pipeline.settings import common_settings
 
 # Longer than a message can stay replayable: a dead letter can sit in the transaction DLQ and then
@@ -35,7 +35,7 @@ SIDE_EFFECT_WINDOW_SECONDS = 30 * 24 * 3600
 @cache
 def persistence_layer() -> DynamoDBPersistenceLayer:
     table = common_settings().idempotency_table
-    return DynamoDBPersistenceLayer(table_name=table, boto3_client=aws.raw_dynamodb())
+    return DynamoDBPersistenceLayer(table_name=table, boto3_client=clients.raw_dynamodb())
 
 
 # Every side effect is keyed by the transaction record's key, whichever function performs it.

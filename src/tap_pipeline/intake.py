@@ -29,26 +29,19 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from hashlib import sha256
 from typing import Any, TypeAlias
 
 from tap_contract import money
 from tap_contract.api import CardDisplay, ErrorCode, Status, TransactionRequest, TransactionView
 from tap_contract.messages import CardSnapshot, TransactionMessage
-from tap_pipeline import aws, card, keys
-from tap_pipeline.fraud_state import card_event_item
-from tap_pipeline.observability import logger, tracer
-from tap_pipeline.repository import (
-    AlreadyExists,
-    ConcurrentRequest,
-    MerchantConfig,
-    MerchantDirectory,
-    TransactionStore,
-    iso_millis,
-    merchant_shard_key,
-    message_from_record,
-)
+from tap_pipeline import card
+from tap_pipeline.data import merchants, queue, secrets, transactions
+from tap_pipeline.data.fraud_state import card_event_item
+from tap_pipeline.data.items import iso_millis, merchant_shard_key
+from tap_pipeline.data.merchants import MerchantConfig
+from tap_pipeline.data.transactions import AlreadyExists, ConcurrentRequest, message_from_record
+from tap_pipeline.observability import logger
 from tap_pipeline.settings import validator_settings
 
 
@@ -76,18 +69,6 @@ class Rejection(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-@cache
-def merchants() -> MerchantDirectory:
-    s = validator_settings()
-    return MerchantDirectory(s.merchants.merchant_table, s.merchants.merchant_cache_ttl_seconds)
-
-
-@cache
-def store() -> TransactionStore:
-    s = validator_settings()
-    return TransactionStore(s.common.transactions_table, s.common.idempotency_table)
 
 
 def check_merchant(merchant: MerchantConfig | None, request: TransactionRequest) -> None:
@@ -154,18 +135,9 @@ def build_message(
     )
 
 
-@tracer.capture_method(capture_response=False)
-def enqueue(message: TransactionMessage) -> None:
-    aws.sqs().send_message(
-        QueueUrl=validator_settings().transaction_queue_url,
-        MessageBody=message.model_dump_json(),
-        MessageAttributes={"merchant_id": {"DataType": "String", "StringValue": message.merchant_id}},
-    )
-
-
 def _enqueue(message: TransactionMessage) -> Outcome:
     try:
-        enqueue(message)
+        queue.send_transaction(message)
     except Exception:
         # The RECEIVED record stays; the client's retry (same transaction_id) re-enqueues it.
         logger.exception("enqueue failed; refusing so the client retries")
@@ -186,7 +158,7 @@ def _replay(guard: dict[str, Any], digest: str) -> Outcome:
             "transaction_id was already used for a different request",
             transaction_id,
         )
-    record = store().get_record(transaction_id, guard["record_timestamp"])
+    record = transactions.store().get_record(transaction_id, guard["record_timestamp"])
     if record is not None and record.get("status") == Status.RECEIVED.value:
         logger.info("repeated request for a transaction still RECEIVED; enqueueing it again")
         return _enqueue(message_from_record(record))
@@ -201,16 +173,16 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     now = now or datetime.now(UTC)
     transaction_id = request.transaction_id or str(uuid.uuid4())
     logger.append_keys(transaction_id=transaction_id, merchant_id=request.merchant_id)
-    key = keys.fingerprint_key()
+    key = secrets.fingerprint_key()
     reference = card_reference(request, key)
     digest = request_hash(request, reference, key)
     try:
-        check_merchant(merchants().get(request.merchant_id), request)
+        check_merchant(merchants.directory().get(request.merchant_id), request)
     except Rejection as rejection:
         if request.transaction_id:
             # A retry of a transaction accepted before the merchant's configuration changed still
             # gets its original answer.
-            guard = store().get_guard(request.transaction_id)
+            guard = transactions.store().get_guard(request.transaction_id)
             if guard is not None:
                 return _replay(guard, digest)
         return Refused(rejection.code, rejection.message)
@@ -220,7 +192,9 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     # every transaction received before this one, whatever order their messages are processed in.
     card_event = {"TableName": validator_settings().fraud_state_table, "Item": card_event_item(message)}
     try:
-        result = store().create_received(message, digest, int(now.timestamp()), also_put=[card_event])
+        result = transactions.store().create_received(
+            message, digest, int(now.timestamp()), also_put=[card_event]
+        )
     except ConcurrentRequest:
         return Refused(
             ErrorCode.REQUEST_IN_PROGRESS, "the same transaction_id is being processed; retry shortly"
@@ -235,7 +209,7 @@ def lookup(transaction_id: str) -> TransactionView | None:
 
     Uses ``.get`` throughout: FAILED records of poison messages have no merchant or amount.
     """
-    record = store().find(transaction_id)
+    record = transactions.store().find(transaction_id)
     if record is None:
         return None
     amount, currency = record.get("amount"), record.get("currency")
@@ -252,8 +226,3 @@ def lookup(transaction_id: str) -> TransactionView | None:
         reasons=[str(reason) for reason in record.get("reasons") or []],
         failure_reason=record.get("failure_reason") or None,
     )
-
-
-def clear_cache() -> None:
-    merchants.cache_clear()
-    store.cache_clear()

@@ -1,7 +1,7 @@
 """Scoring one queued transaction (the fraud detector's domain logic).
 
 Per transaction, on the happy path: one strongly consistent ``Query`` of the card's events received
-before it (written at intake, see :mod:`tap_pipeline.fraud_state`), the merchant's amount profile
+before it (written at intake, see :mod:`tap_pipeline.data.fraud_state`), the merchant's amount profile
 from the container's cache (one ``BatchGetItem`` per merchant and currency per
 ``FRAUD_PROFILE_CACHE_SECONDS``), one conditional ``UpdateItem`` that records CLEARED/FLAGGED with
 the features the rules saw, and a share of one profile ``UpdateItem`` per batch. The status
@@ -18,20 +18,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from tap_contract.api import Status
 from tap_contract.messages import TransactionMessage
 from tap_pipeline import alerts, rules
 from tap_pipeline.amounts import AmountProfile
-from tap_pipeline.fraud_state import FraudState, ProfileBuffer, derive_facts
+from tap_pipeline.data import merchants, transactions
+from tap_pipeline.data.fraud_state import state
+from tap_pipeline.data.items import iso_millis
+from tap_pipeline.features import ProfileBuffer, derive_facts
 from tap_pipeline.observability import logger, tracer
-from tap_pipeline.repository import MerchantDirectory, TransactionStore, iso_millis
 from tap_pipeline.settings import fraud_detector_settings
 
 profile_buffer = ProfileBuffer()
-"""This invocation's merchant-profile contributions, flushed by the handler after the batch."""
+"""This invocation's merchant-profile contributions: started and flushed around each batch."""
 
 # How far back the merchant history goes when a profile has to be rebuilt from the index.
 BASELINE_HISTORY_DAYS = 30
@@ -45,24 +46,6 @@ class Result:
     reasons: list[str]
     redelivered: bool = False
     alerted: bool = False
-
-
-@cache
-def merchants() -> MerchantDirectory:
-    s = fraud_detector_settings()
-    return MerchantDirectory(s.merchants.merchant_table, s.merchants.merchant_cache_ttl_seconds)
-
-
-@cache
-def store() -> TransactionStore:
-    s = fraud_detector_settings()
-    return TransactionStore(s.common.transactions_table, s.common.idempotency_table)
-
-
-@cache
-def state() -> FraudState:
-    s = fraud_detector_settings()
-    return FraudState(s.fraud_state_table, s.fraud_state_shards, s.fraud_profile_cache_seconds)
 
 
 def merchant_profile(message: TransactionMessage) -> AmountProfile:
@@ -87,7 +70,7 @@ def repair_profile(message: TransactionMessage) -> AmountProfile:
     """
     s = fraud_detector_settings()
     since = iso_millis(message.received_at - timedelta(days=BASELINE_HISTORY_DAYS))
-    history = store().merchant_history(
+    history = transactions.store().merchant_history(
         s.merchants.merchant_index_name,
         s.merchants.merchant_index_shards,
         message.merchant_id,
@@ -109,15 +92,14 @@ def repair_profile(message: TransactionMessage) -> AmountProfile:
     return profile
 
 
-def _ensure_alert(record: dict[str, Any]) -> bool:
+def _publish_alert(record: dict[str, Any]) -> None:
     """Publish the transaction's fraud alert unless it was published before (idempotent)."""
     alerts.publish_fraud_alert(alerts.fraud_alert(record), fraud_detector_settings().fraud_alert_topic_arn)
-    return True
 
 
 def assess(message: TransactionMessage) -> tuple[rules.Facts, rules.Assessment]:
     """Features and verdict of one transaction (reads only)."""
-    merchant = merchants().get(message.merchant_id)
+    merchant = merchants.directory().get(message.merchant_id)
     if merchant is None:
         logger.warning("merchant configuration missing; scoring with default rules")
     facts = derive_facts(message, state().card_history(message), merchant_profile(message), merchant)
@@ -134,7 +116,7 @@ def process(message: TransactionMessage, now: datetime | None = None) -> Result:
     now = now or datetime.now(UTC)
     facts, assessment = assess(message)
     status = Status.FLAGGED if assessment.flagged else Status.CLEARED
-    recorded, existing = store().record_verdict(
+    recorded, existing = transactions.store().record_verdict(
         message, status, assessment.score, assessment.reasons, iso_millis(now), facts.to_features()
     )
     if not recorded:
@@ -146,7 +128,7 @@ def process(message: TransactionMessage, now: datetime | None = None) -> Result:
     if status is Status.CLEARED:
         profile_buffer.add(message, facts.amount_deviation)
         return Result(status=status, score=assessment.score, reasons=assessment.reasons)
-    _ensure_alert({**store_view(message), "fraud_score": assessment.score, "reasons": assessment.reasons})
+    _publish_alert({**store_view(message), "fraud_score": assessment.score, "reasons": assessment.reasons})
     return Result(status=status, score=assessment.score, reasons=assessment.reasons, alerted=True)
 
 
@@ -178,20 +160,24 @@ def _already_processed(message: TransactionMessage, record: dict[str, Any] | Non
         raise LookupError(f"no transaction record for {message.transaction_id} at {message.timestamp}")
     status = Status(record["status"])
     logger.info("message redelivered for an already processed transaction", extra={"status": status.value})
-    alerted = False
     if status is Status.FLAGGED:
         # The first attempt may have crashed between recording FLAGGED and publishing.
-        alerted = _ensure_alert(record)
+        _publish_alert(record)
     return Result(
         status=status,
         score=int(record.get("fraud_score") or 0),
         reasons=list(record.get("reasons") or []),
         redelivered=True,
-        alerted=alerted,
+        alerted=status is Status.FLAGGED,
     )
 
 
-def clear_cache() -> None:
-    merchants.cache_clear()
-    store.cache_clear()
-    state.cache_clear()
+def start_batch() -> None:
+    """Forget contributions of an earlier invocation that did not reach its flush (it failed)."""
+    profile_buffer.clear()
+
+
+def note_failure(message: TransactionMessage, exc: Exception, at: datetime) -> None:
+    """Record why scoring failed on the transaction, for the failed handler to report if the
+    message dead-letters (best effort: the caller re-raises either way)."""
+    transactions.store().note_processing_error(message, f"{type(exc).__name__}: {exc}", iso_millis(at))

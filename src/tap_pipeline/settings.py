@@ -130,6 +130,12 @@ def failed_handler_settings() -> FailedHandlerSettings:
 
 
 @cache
+def merchant_settings() -> MerchantSettings:
+    """The merchant-table variables the validator and the fraud detector both have."""
+    return _merchants()
+
+
+@cache
 def common_settings() -> CommonSettings:
     """The variables every function has (used by code shared by all three, e.g. idempotency)."""
     return _common()
@@ -137,5 +143,11 @@ def common_settings() -> CommonSettings:
 
 def clear_cache() -> None:
     """Forget the settings read so far (tests change the environment between cases)."""
-    for loader in (validator_settings, fraud_detector_settings, failed_handler_settings, common_settings):
+    for loader in (
+        validator_settings,
+        fraud_detector_settings,
+        failed_handler_settings,
+        merchant_settings,
+        common_settings,
+    ):
         loader.cache_clear()

@@ -16,7 +16,6 @@ from tap_contract.messages import TransactionMessage
 from tap_pipeline import idempotency, rules, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
-from tap_pipeline.repository import iso_millis
 
 if TYPE_CHECKING:  # the batch utility's response type; not needed at run time
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -47,7 +46,7 @@ def record_handler(record: SQSRecord) -> str:
     except Exception as exc:
         # Best effort: the failed handler reports this as the reason if the message dead-letters.
         try:
-            scoring.store().note_processing_error(message, f"{type(exc).__name__}: {exc}", iso_millis(now))
+            scoring.note_failure(message, exc, now)
         except Exception:
             logger.exception("could not record the processing error on the transaction")
         raise
@@ -74,7 +73,7 @@ def record_handler(record: SQSRecord) -> str:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
-    scoring.profile_buffer.clear()
+    scoring.start_batch()
     try:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

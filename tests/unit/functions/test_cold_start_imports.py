@@ -30,7 +30,11 @@ NEVER_AT_INIT = (
     "aws_xray_sdk.ext.sqlite3",
 )
 AT_INIT = {
-    "validator": ("tap_pipeline.intake", "tap_pipeline.keys", "aws_lambda_powertools.utilities.parameters"),
+    "validator": (
+        "tap_pipeline.intake",
+        "tap_pipeline.data.secrets",
+        "aws_lambda_powertools.utilities.parameters",
+    ),
     "fraud_detector": (
         "tap_pipeline.scoring",
         "tap_pipeline.idempotency",

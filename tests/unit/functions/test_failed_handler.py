@@ -38,7 +38,7 @@ def test_p6_dead_lettered_transaction_is_recorded_failed_with_reason_and_count(p
 
 
 def test_failure_reason_is_the_detectors_last_recorded_error(pipeline, monkeypatch):
-    from tap_pipeline import fraud_state
+    from tap_pipeline.data import fraud_state
 
     message = _dead_letter(pipeline, "dlq-2")
 
@@ -145,15 +145,15 @@ def test_replayed_dead_letter_of_failed_transaction_sends_no_second_notice(pipel
 def test_failed_transaction_whose_notice_failed_gets_it_when_its_parked_letter_is_replayed(
     pipeline, monkeypatch
 ):
-    from tap_pipeline import aws
+    from tap_pipeline.data import clients
 
     message = _dead_letter(pipeline, "dlq-owed")
-    real_sns = aws.sns()
+    real_sns = clients.sns()
 
-    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
+    monkeypatch.setattr(clients, "sns", lambda: UnreachableSns())
     assert pipeline.run_failed_handler([message])["batchItemFailures"]  # FAILED recorded, notice not
     assert pipeline.record("dlq-owed")["status"] == "FAILED"
-    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    monkeypatch.setattr(clients, "sns", lambda: real_sns)
 
     assert pipeline.run_failed_handler([{**message, "MessageId": "redriven-2"}]) == {"batchItemFailures": []}
 
@@ -161,11 +161,11 @@ def test_failed_transaction_whose_notice_failed_gets_it_when_its_parked_letter_i
 
 
 def test_own_failure_is_reported_as_batch_item_failure_not_dropped(pipeline, monkeypatch):
-    from tap_pipeline import aws
+    from tap_pipeline.data import clients
 
     good = _dead_letter(pipeline, "dlq-6")
     other = _dead_letter(pipeline, "dlq-7")
-    real_sns = aws.sns()
+    real_sns = clients.sns()
 
     class FlakySns:
         def publish(self, **kwargs: Any) -> Any:
@@ -173,12 +173,12 @@ def test_own_failure_is_reported_as_batch_item_failure_not_dropped(pipeline, mon
                 raise ConnectionError("sns endpoint unreachable")
             return real_sns.publish(**kwargs)
 
-    monkeypatch.setattr(aws, "sns", lambda: FlakySns())
+    monkeypatch.setattr(clients, "sns", lambda: FlakySns())
     result = pipeline.run_failed_handler([good, other])
 
     assert result == {"batchItemFailures": [{"itemIdentifier": other["MessageId"]}]}
     # SQS retries the failed one: the record stays FAILED (same message id) and the notice goes out once.
-    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    monkeypatch.setattr(clients, "sns", lambda: real_sns)
     assert pipeline.run_failed_handler([other]) == {"batchItemFailures": []}
     notices = sorted(n["transaction_id"] for n in pipeline.published(pipeline.ops_capture_url))
     assert notices == ["dlq-6", "dlq-7"]
@@ -188,18 +188,18 @@ def test_own_failure_is_reported_as_batch_item_failure_not_dropped(pipeline, mon
 def test_flagged_transaction_whose_alert_kept_failing_gets_its_one_alert_from_the_failed_handler(
     pipeline, monkeypatch
 ):
-    from tap_pipeline import aws
+    from tap_pipeline.data import clients
 
     pipeline.post(transaction(transaction_id="dup-a"))
     pipeline.run_detector()
     pipeline.published(pipeline.fraud_capture_url)  # dup-a's own alert (if any) is not under test
     message = _dead_letter(pipeline, "dup-b")  # same card, merchant, amount: FLAGGED as duplicate
-    real_sns = aws.sns()
+    real_sns = clients.sns()
 
-    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
+    monkeypatch.setattr(clients, "sns", lambda: UnreachableSns())
     for _ in range(5):  # every receive fails to publish the alert; SQS then dead-letters it
         assert pipeline.run_detector([message])["batchItemFailures"]
-    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    monkeypatch.setattr(clients, "sns", lambda: real_sns)
     assert pipeline.published(pipeline.fraud_capture_url) == []
 
     assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}
@@ -230,18 +230,18 @@ def test_dead_letter_of_flagged_transaction_whose_alert_went_out_sends_nothing_m
 
 
 def test_flagged_dead_letter_whose_alert_publish_fails_is_retried_not_dropped(pipeline, monkeypatch):
-    from tap_pipeline import aws
+    from tap_pipeline.data import clients
 
     message = _dead_letter(pipeline, "dup-d")
     pipeline.put_merchant("test-merchant-001", flag_threshold=Decimal(0))
-    real_sns = aws.sns()
+    real_sns = clients.sns()
 
-    monkeypatch.setattr(aws, "sns", lambda: UnreachableSns())
+    monkeypatch.setattr(clients, "sns", lambda: UnreachableSns())
     assert pipeline.run_detector([message])["batchItemFailures"]
     assert pipeline.run_failed_handler([message]) == {
         "batchItemFailures": [{"itemIdentifier": message["MessageId"]}]
     }
-    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    monkeypatch.setattr(clients, "sns", lambda: real_sns)
     assert pipeline.run_failed_handler([message]) == {"batchItemFailures": []}
     assert [a["transaction_id"] for a in pipeline.published(pipeline.fraud_capture_url)] == ["dup-d"]
 

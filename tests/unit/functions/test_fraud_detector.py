@@ -142,7 +142,7 @@ def test_merchant_flag_threshold_override_flags_weaker_signals(pipeline):
 def _seed_history(
     pipeline: Any, merchant_id: str, amounts: list[str], status: str = "CLEARED", **extra: Any
 ) -> None:
-    from tap_pipeline.repository import merchant_shard_key
+    from tap_pipeline.data.items import merchant_shard_key
 
     table = pipeline.ddb.Table(pipeline.transactions_table)
     for index, amount in enumerate(amounts):
@@ -221,23 +221,24 @@ def test_redelivered_message_sends_no_second_alert_and_counts_nothing_twice(pipe
 
 
 def test_alert_lost_to_a_crash_is_sent_on_redelivery_exactly_once(pipeline, monkeypatch):
-    from tap_pipeline import alerts, aws
+    from tap_pipeline import alerts
+    from tap_pipeline.data import clients
 
     _score(pipeline, amount="42.00")
     transaction_id = _submit(pipeline, amount="42.00")
     messages = pipeline.drain(pipeline.queue_url)
-    real_sns = aws.sns()
+    real_sns = clients.sns()
 
     class CrashingSns:
         def publish(self, **kwargs: Any) -> Any:
             raise RuntimeError("simulated crash before the alert left")
 
-    monkeypatch.setattr(aws, "sns", lambda: CrashingSns())
+    monkeypatch.setattr(clients, "sns", lambda: CrashingSns())
     crashed = pipeline.run_detector(messages)
     assert crashed == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
     assert pipeline.record(transaction_id)["status"] == "FLAGGED"
 
-    monkeypatch.setattr(aws, "sns", lambda: real_sns)
+    monkeypatch.setattr(clients, "sns", lambda: real_sns)
     alerts.clear_cache()
     assert pipeline.run_detector(messages) == {"batchItemFailures": []}
     assert pipeline.run_detector(messages) == {"batchItemFailures": []}
@@ -273,7 +274,7 @@ def test_f15_one_bad_message_does_not_fail_batch(pipeline, logs, capsys):
 
 
 def test_f15_processing_error_is_reported_per_message_and_recorded_on_the_transaction(pipeline, monkeypatch):
-    from tap_pipeline import fraud_state
+    from tap_pipeline.data import fraud_state
 
     _submit(pipeline, transaction_id="broken-1")
     messages = pipeline.drain(pipeline.queue_url)
@@ -375,7 +376,7 @@ def test_happy_path_costs_at_most_5_requests_per_transaction_flat_in_history(
 
 
 def test_lost_profile_update_is_logged_and_does_not_fail_or_double_count(pipeline, monkeypatch, logs):
-    from tap_pipeline import fraud_state
+    from tap_pipeline.data import fraud_state
 
     _score(pipeline, amount="10.00")  # seeds the baseline
     _submit(

@@ -14,19 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tap_contract.messages import CardSnapshot, TransactionMessage
-from tap_pipeline import amounts, fraud_state
-from tap_pipeline.amounts import AmountProfile
-from tap_pipeline.fraud_state import (
+from tap_pipeline import amounts
+from tap_pipeline.amounts import AmountProfile, is_small
+from tap_pipeline.data import fraud_state
+from tap_pipeline.data.fraud_state import (
     CARD_HISTORY_LIMIT,
     CardEvent,
     FraudState,
-    ProfileBuffer,
     card_event_item,
-    derive_facts,
-    is_small,
     received_ms,
 )
-from tap_pipeline.repository import TransactionStore, iso_millis, merchant_shard_key, stable_shard
+from tap_pipeline.data.items import iso_millis, merchant_shard_key, stable_shard
+from tap_pipeline.data.transactions import TransactionStore
+from tap_pipeline.features import ProfileBuffer, derive_facts
 
 MERCHANT = "hot-merchant"
 START = datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC)

@@ -281,25 +281,25 @@ def test_retry_after_merchant_deactivation_still_gets_original_answer(pipeline):
     body = transaction(transaction_id="retry-deact")
     assert pipeline.post(body)["statusCode"] == 202
     pipeline.put_merchant(TEST_MERCHANT, active=False)
-    from tap_pipeline import intake
+    from tap_pipeline.data import merchants
 
-    intake.clear_cache()  # drop the merchant cache so the deactivation is seen
+    merchants.directory.cache_clear()  # drop the merchant cache so the deactivation is seen
 
     assert pipeline.post(body)["statusCode"] == 202
     assert pipeline.post(transaction(transaction_id="new-after-deact"))["statusCode"] == 422
 
 
 def test_enqueue_failure_gives_503_and_retry_reenqueues_received_record(pipeline, monkeypatch, capsys):
-    from tap_pipeline import aws
+    from tap_pipeline.data import clients
 
     body = transaction(transaction_id="enqueue-1")
-    real_sqs = aws.sqs()
+    real_sqs = clients.sqs()
 
     class BrokenSqs:
         def send_message(self, **kwargs: Any) -> Any:
             raise real_sqs.exceptions.QueueDoesNotExist({"Error": {"Code": "Throttling"}}, "SendMessage")
 
-    monkeypatch.setattr(aws, "sqs", lambda: BrokenSqs())
+    monkeypatch.setattr(clients, "sqs", lambda: BrokenSqs())
     failed = pipeline.post(body)
 
     assert failed["statusCode"] == 503
@@ -308,7 +308,7 @@ def test_enqueue_failure_gives_503_and_retry_reenqueues_received_record(pipeline
     assert pipeline.record("enqueue-1")["status"] == "RECEIVED"
     assert pipeline.queue_depth(pipeline.queue_url) == 0
 
-    monkeypatch.setattr(aws, "sqs", lambda: real_sqs)
+    monkeypatch.setattr(clients, "sqs", lambda: real_sqs)
     retried = pipeline.post(body)
 
     assert retried["statusCode"] == 202

@@ -14,9 +14,9 @@ from moto import mock_aws
 from tap_local.__main__ import main as cli
 from tap_local.backtest import Tables, UsageError, Window, WriteAttempted, connect, read_only, run_backtest
 from tap_local.emulator import CREDENTIALS
-from tap_pipeline import aws
+from tap_pipeline.data import clients
+from tap_pipeline.data.items import iso_millis
 from tap_pipeline.observability import metrics
-from tap_pipeline.repository import iso_millis
 from tap_testing.backend import (
     ENVIRONMENT,
     TEST_MERCHANT,
@@ -153,10 +153,10 @@ def test_an_unknown_merchant_is_a_usage_error(pipeline):
 
 def test_writes_are_refused_while_reading(pipeline):
     table = pipeline.merchant_table
-    with read_only(aws.dynamodb()), pytest.raises(WriteAttempted, match="refused DynamoDB PutItem"):
-        aws.dynamodb().put_item(TableName=table, Item={"merchant_id": "m-2"})
+    with read_only(clients.dynamodb()), pytest.raises(WriteAttempted, match="refused DynamoDB PutItem"):
+        clients.dynamodb().put_item(TableName=table, Item={"merchant_id": "m-2"})
 
-    aws.dynamodb().put_item(TableName=table, Item={"merchant_id": "m-2"})  # the guard is gone afterwards
+    clients.dynamodb().put_item(TableName=table, Item={"merchant_id": "m-2"})  # the guard is gone afterwards
 
 
 def _outputs(pipeline: Pipeline, tmp_path: Path) -> Path:

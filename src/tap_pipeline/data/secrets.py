@@ -15,8 +15,8 @@ from functools import cache
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from tap_pipeline import aws
 from tap_pipeline.card import MIN_KEY_BYTES
+from tap_pipeline.data import clients
 from tap_pipeline.settings import ConfigurationError, validator_settings
 
 KEY_CACHE_SECONDS = 300
@@ -24,7 +24,7 @@ KEY_CACHE_SECONDS = 300
 
 @cache
 def _provider() -> SecretsProvider:
-    return SecretsProvider(boto3_client=aws.secretsmanager())
+    return SecretsProvider(boto3_client=clients.secretsmanager())
 
 
 def fingerprint_key() -> bytes:

@@ -1,5 +1,8 @@
 """Fraud state in DynamoDB: each card's recent transactions and each merchant's amount profile.
 
+This module reads and writes the items; :mod:`tap_pipeline.features` derives the rules' inputs
+from them and batches the profile's contributions.
+
 Constant cost per transaction, no hot items, and features that do not depend on the order in
 which the detector happens to process messages:
 
@@ -16,8 +19,8 @@ which the detector happens to process messages:
   seventh use of a card counts six earlier ones, in any processing order.
 * **Merchant amount profile** (:mod:`tap_pipeline.amounts`): a histogram of ln(amount) of cleared
   transactions per merchant and currency, sharded over ``FRAUD_STATE_SHARDS`` items updated with
-  ``ADD`` once per batch (:class:`ProfileBuffer`), plus a ``seed`` item built once from the
-  merchant's history. A container reads it with one ``BatchGetItem`` and keeps it for
+  ``ADD`` once per batch (:class:`tap_pipeline.features.ProfileBuffer`), plus a ``seed`` item built
+  once from the merchant's history. A container reads it with one ``BatchGetItem`` and keeps it for
   ``FRAUD_PROFILE_CACHE_SECONDS`` once established (20 amounts), adding its own contributions as it
   writes them, so at volume the read is shared by many transactions.
   Flagged amounts and amounts far above the profile never enter it (it cannot be poisoned by the
@@ -32,21 +35,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from tap_contract import money
 from tap_contract.messages import TransactionMessage
-from tap_pipeline import amounts, aws
-from tap_pipeline.amounts import AmountProfile
-from tap_pipeline.observability import logger, tracer
-from tap_pipeline.repository import MerchantConfig, stable_shard
-from tap_pipeline.rules import Facts
+from tap_pipeline import amounts
+from tap_pipeline.amounts import AmountProfile, is_small
+from tap_pipeline.data import clients
+from tap_pipeline.observability import tracer
+from tap_pipeline.settings import fraud_detector_settings
 
 MINUTE = 60
 HOUR = 3600
 SPREAD_WINDOW_SECONDS = 600
-SMALL_AMOUNT_MINOR_UNITS = 500
 # Longest window a feature looks back (an hour), plus slack: DynamoDB's TTL deletion is lazy and
 # the Query's key range already ignores older events.
 CARD_EVENT_TTL_SECONDS = HOUR + 600
@@ -55,11 +56,6 @@ CARD_EVENT_TTL_SECONDS = HOUR + 600
 CARD_HISTORY_LIMIT = 50
 PROFILE_SK = "hist"
 PROFILE_CACHE_ENTRIES = 4096
-
-
-def is_small(message: TransactionMessage) -> bool:
-    minor = Decimal(message.amount).scaleb(money.exponent(message.currency))
-    return minor <= SMALL_AMOUNT_MINOR_UNITS
 
 
 def card_pk(fingerprint: str) -> str:
@@ -128,49 +124,6 @@ class CardEvent:
         )
 
 
-def derive_facts(
-    message: TransactionMessage,
-    history: list[CardEvent],
-    profile: AmountProfile,
-    merchant: MerchantConfig | None,
-) -> Facts:
-    """The rules' inputs for one transaction, from the card events received before it (pure).
-
-    Counts include the transaction itself. ``history`` holds only events earlier by receive time
-    (see :meth:`FraudState.card_history`), which is what makes the result order independent.
-    """
-    now = received_ms(message)
-    within = [event for event in history if event.received_ms > now - HOUR * 1000]
-    minute = [event for event in within if event.received_ms > now - MINUTE * 1000]
-    spread = {event.merchant_id for event in within if event.received_ms > now - SPREAD_WINDOW_SECONDS * 1000}
-    gaps = [
-        (now - event.received_ms) / 1000
-        for event in within
-        if event.merchant_id == message.merchant_id
-        and event.currency == message.currency
-        and event.amount == message.amount
-    ]
-    small = is_small(message)
-    amount = Decimal(message.amount)
-    return Facts(
-        transaction_id=message.transaction_id,
-        amount=amount,
-        currency=message.currency,
-        country=message.country,
-        merchant_country=merchant.country if merchant else None,
-        merchant_max_amount=merchant.max_amount if merchant else None,
-        card_count_minute=1 + len(minute),
-        card_count_hour=1 + len(within),
-        is_small_amount=small,
-        card_small_count_hour=1 + sum(event.small for event in within) if small else 0,
-        seconds_since_same_card_merchant_amount=min(gaps) if gaps else None,
-        card_merchants_10m=len(spread | {message.merchant_id}),
-        baseline_count=profile.count,
-        baseline_median=profile.median if profile.established else None,
-        amount_deviation=profile.deviation(amount),
-    )
-
-
 class FraudState:
     def __init__(self, table_name: str, shards: int, profile_cache_seconds: int = 60) -> None:
         self.table_name = table_name
@@ -183,7 +136,7 @@ class FraudState:
         """The card's events received before this transaction within the hour (newest first)."""
         at = received_ms(message)
         own = event_sk(at, message.transaction_id)
-        response = aws.dynamodb().query(
+        response = clients.dynamodb().query(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :own",
             ExpressionAttributeValues={
@@ -235,7 +188,7 @@ class FraudState:
     @tracer.capture_method(capture_response=False)
     def read_profile(self, merchant_id: str, currency: str) -> AmountProfile | None:
         """One BatchGetItem of the shards and the seed; ``None`` when no item exists at all."""
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         pending: dict[str, Any] = {self.table_name: {"Keys": self.profile_keys(merchant_id, currency)}}
         items: list[dict[str, Any]] = []
         for attempt in range(8):
@@ -254,7 +207,7 @@ class FraudState:
     @tracer.capture_method(capture_response=False)
     def seed_profile(self, message: TransactionMessage, profile: AmountProfile) -> bool:
         """Write the merchant's seed profile once (conditional put); True if this call wrote it."""
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         try:
             client.put_item(
                 TableName=self.table_name,
@@ -270,60 +223,15 @@ class FraudState:
             return False
         return True
 
-
-class ProfileBuffer:
-    """Merchant-profile contributions of one batch, written with one ``ADD`` per merchant/currency.
-
-    Why not one write per transaction: at 1,000 TPS on one merchant, summing a batch first cuts the
-    writes to one per merchant and currency per batch, landing on a shard chosen per batch: ~6
-    writes/s per shard item with 16 shards (plain ``ADD`` updates never conflict).
-
-    What goes in: only transactions whose conditional status transition to CLEARED succeeded in
-    this invocation (a redelivered message never contributes twice), and of those only amounts
-    below :data:`tap_pipeline.amounts.OUTLIER_DEVIATION` once the profile is established, so
-    neither flagged fraud nor a merchant's own rare outliers move "typical". A crash before the
-    flush loses those samples, which a statistic can afford.
-    """
-
-    def __init__(self) -> None:
-        self._groups: dict[tuple[str, str], tuple[str, dict[int, int]]] = {}
-
-    def add(self, message: TransactionMessage, deviation: float | None) -> bool:
-        """Count a cleared amount in; False when it is kept out as an outlier."""
-        if deviation is not None and deviation >= amounts.OUTLIER_DEVIATION:
-            return False
-        key = (message.merchant_id, message.currency)
-        _, bins = self._groups.setdefault(key, (message.transaction_id, {}))
-        index = amounts.bin_of(Decimal(message.amount))
-        bins[index] = bins.get(index, 0) + 1
-        return True
-
-    def clear(self) -> None:
-        self._groups.clear()
-
-    def pending_updates(self, state: FraudState) -> list[dict[str, Any]]:
-        """``UpdateItem`` arguments for everything buffered (one per merchant and currency)."""
-        return [update for _, _, update in self._updates(state)]
-
-    def _updates(self, state: FraudState) -> list[tuple[tuple[str, str], dict[int, int], dict[str, Any]]]:
-        # The shard is chosen per batch from its first transaction, so batches spread over shards.
-        return [
-            (key, bins, profile_add(state.table_name, *key, stable_shard(first_id, state.shards), bins))
-            for key, (first_id, bins) in self._groups.items()
-        ]
-
     @tracer.capture_method(capture_response=False)
-    def flush(self, state: FraudState) -> int:
-        """Write and forget the buffered contributions; returns how many samples were lost."""
-        client = aws.dynamodb()
-        lost = 0
-        for (merchant_id, currency), bins, update in self._updates(state):
-            try:
-                client.update_item(**update)
-            except Exception:
-                lost += sum(bins.values())
-                logger.exception("merchant profile update failed; these samples are not counted")
-            else:
-                state.absorb(merchant_id, currency, bins)
-        self.clear()
-        return lost
+    def add_to_profile(self, merchant_id: str, currency: str, shard: int, bins: dict[int, int]) -> None:
+        """Add bin counts to one profile shard (one ``UpdateItem``), then to the cached profile."""
+        clients.dynamodb().update_item(**profile_add(self.table_name, merchant_id, currency, shard, bins))
+        self.absorb(merchant_id, currency, bins)
+
+
+@cache
+def state() -> FraudState:
+    """This process's fraud state (the fraud detector's; the validator only writes card events)."""
+    s = fraud_detector_settings()
+    return FraudState(s.fraud_state_table, s.fraud_state_shards, s.fraud_profile_cache_seconds)

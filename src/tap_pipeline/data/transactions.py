@@ -1,121 +1,27 @@
-"""Data access for merchant configurations and transaction records.
+"""Transaction records and their idempotency guards.
 
 Transactions table: hash ``transaction_id``, range ``timestamp`` (server receive time, ISO-8601
 UTC, milliseconds, ``Z``). Each record carries ``merchant_shard = "{merchant_id}#{n}"`` for the
 ``merchant-index`` GSI; ``n`` is a stable hash of the transaction id, so one busy merchant's index
 writes spread over ``MERCHANT_INDEX_SHARDS`` partitions instead of one hot key (F13).
-
-Merchant configurations change rarely and are read on every request, so they are cached in memory
-per execution environment for ``MERCHANT_CACHE_TTL_SECONDS`` (unknown merchants too, so a flood of
-requests for a bogus merchant id does not become a flood of reads).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Any
-
-from boto3.dynamodb.types import TypeDeserializer
 
 from tap_contract.api import Status
 from tap_contract.messages import TransactionMessage
-from tap_pipeline import aws
+from tap_pipeline.data import clients
+from tap_pipeline.data.items import deserialize_item
 from tap_pipeline.observability import tracer
-
-_deserializer = TypeDeserializer()
-
-
-def stable_shard(value: str, shards: int) -> int:
-    """Deterministic shard in ``0..shards-1`` (Python's ``hash`` is salted per process)."""
-    digest = hashlib.sha256(value.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shards
-
-
-def merchant_shard_key(merchant_id: str, transaction_id: str, shards: int) -> str:
-    return f"{merchant_id}#{stable_shard(transaction_id, shards)}"
-
-
-def iso_millis(moment: datetime) -> str:
-    """The table's timestamp format: UTC, millisecond precision, ``Z`` suffix."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def deserialize_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Turn a wire-format item (as found in cancellation reasons) into plain Python values."""
-    if not item:
-        return None
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
-
-
-# --------------------------------------------------------------------------------------------------
-# Merchants
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MerchantConfig:
-    merchant_id: str
-    active: bool
-    allowed_currencies: frozenset[str]
-    min_amount: Decimal
-    max_amount: Decimal
-    country: str | None = None
-    rule_overrides: dict[str, Any] = field(default_factory=dict)
-    flag_threshold: Decimal | None = None
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> MerchantConfig:
-        threshold = item.get("flag_threshold")
-        return cls(
-            merchant_id=str(item["merchant_id"]),
-            active=bool(item.get("active", False)),
-            allowed_currencies=frozenset(str(c) for c in item.get("allowed_currencies") or ()),
-            min_amount=Decimal(str(item.get("min_amount", "0"))),
-            max_amount=Decimal(str(item.get("max_amount", "0"))),
-            country=item.get("country"),
-            rule_overrides=dict(item.get("rule_overrides") or {}),
-            flag_threshold=Decimal(str(threshold)) if threshold is not None else None,
-        )
-
-
-class MerchantDirectory:
-    """Merchant configurations with a small TTL cache (per process)."""
-
-    MAX_ENTRIES = 4096
-
-    def __init__(self, table_name: str, ttl_seconds: int) -> None:
-        self._table_name = table_name
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, MerchantConfig | None]] = {}
-
-    def get(self, merchant_id: str) -> MerchantConfig | None:
-        now = time.monotonic()
-        hit = self._cache.get(merchant_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        config = self._load(merchant_id)
-        if len(self._cache) >= self.MAX_ENTRIES:
-            self._cache.clear()  # crude but bounded: a cold reload costs one read per merchant
-        self._cache[merchant_id] = (now + self._ttl, config)
-        return config
-
-    @tracer.capture_method(capture_response=False)
-    def _load(self, merchant_id: str) -> MerchantConfig | None:
-        response = aws.dynamodb().get_item(TableName=self._table_name, Key={"merchant_id": merchant_id})
-        item = response.get("Item")
-        return MerchantConfig.from_item(item) if item else None
-
-
-# --------------------------------------------------------------------------------------------------
-# Transactions
-# --------------------------------------------------------------------------------------------------
+from tap_pipeline.settings import common_settings
 
 GUARD_PREFIX = "transaction#"
 # Clients may retry with the same transaction id for this long; afterwards the id may be reused.
@@ -223,7 +129,7 @@ class TransactionStore:
             "request_hash": request_hash,
             "expiration": now_epoch + GUARD_RETENTION_SECONDS,
         }
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         try:
             client.transact_write_items(
                 TransactItems=[
@@ -260,7 +166,7 @@ class TransactionStore:
 
     @tracer.capture_method(capture_response=False)
     def get_guard(self, transaction_id: str) -> dict[str, Any] | None:
-        response = aws.dynamodb().get_item(
+        response = clients.dynamodb().get_item(
             TableName=self.idempotency_table, Key={"id": guard_id(transaction_id)}, ConsistentRead=True
         )
         guard: dict[str, Any] | None = response.get("Item")
@@ -268,7 +174,7 @@ class TransactionStore:
 
     @tracer.capture_method(capture_response=False)
     def get_record(self, transaction_id: str, timestamp: str) -> dict[str, Any] | None:
-        response = aws.dynamodb().get_item(
+        response = clients.dynamodb().get_item(
             TableName=self.table_name,
             Key={"transaction_id": transaction_id, "timestamp": timestamp},
             ConsistentRead=True,
@@ -279,7 +185,7 @@ class TransactionStore:
     @tracer.capture_method(capture_response=False)
     def find(self, transaction_id: str) -> dict[str, Any] | None:
         """The newest record with this id (GET /transaction/{id}), or ``None``."""
-        response = aws.dynamodb().query(
+        response = clients.dynamodb().query(
             TableName=self.table_name,
             KeyConditionExpression="transaction_id = :id",
             ExpressionAttributeValues={":id": transaction_id},
@@ -308,7 +214,7 @@ class TransactionStore:
         a rule change can be backtested on the record.
         """
         key = (message.transaction_id, message.timestamp)
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         try:
             client.update_item(
                 TableName=self.table_name,
@@ -340,7 +246,7 @@ class TransactionStore:
     @tracer.capture_method(capture_response=False)
     def note_processing_error(self, message: TransactionMessage, cause: str, at: str) -> None:
         """Remember the latest processing error on a RECEIVED record (the failed handler reports it)."""
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         # A missing or already-final record has nothing to annotate.
         with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
             client.update_item(
@@ -368,7 +274,7 @@ class TransactionStore:
         message, which keeps the call idempotent), ``"final"`` (already CLEARED/FLAGGED/FAILED by
         someone else: left alone) or ``"missing"`` (no record exists).
         """
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         try:
             response = client.update_item(
                 TableName=self.table_name,
@@ -401,7 +307,7 @@ class TransactionStore:
     @tracer.capture_method(capture_response=False)
     def put_failed(self, item: dict[str, Any]) -> bool:
         """Store a FAILED item unless one with its key exists; True when this call created it."""
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         try:
             client.put_item(
                 TableName=self.table_name,
@@ -423,7 +329,7 @@ class TransactionStore:
         history, because each shard query stops after ``limit`` items.
         """
         per_shard: list[list[dict[str, Any]]] = []
-        client = aws.dynamodb()
+        client = clients.dynamodb()
         for shard in range(shards):
             items: list[dict[str, Any]] = []
             kwargs: dict[str, Any] = {
@@ -446,3 +352,10 @@ class TransactionStore:
             *per_shard, key=lambda item: item["timestamp"], reverse=True
         )
         return list(merged)[:limit]
+
+
+@cache
+def store() -> TransactionStore:
+    """This process's transaction store (every function has the two tables in its environment)."""
+    s = common_settings()
+    return TransactionStore(s.transactions_table, s.idempotency_table)
