@@ -57,6 +57,13 @@ def _error(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid", message)
 
 
+def _not_null(value: Any) -> Any:
+    """Optional fields are absent or strings: an explicit ``null`` is a wrong type, as the schema says."""
+    if value is None:
+        raise _error("has the wrong type (input should be a string, not null; leave the field out instead)")
+    return value
+
+
 def _match(pattern: str, value: str, message: str) -> str:
     if not re.fullmatch(pattern, value):
         raise _error(message)
@@ -72,6 +79,9 @@ class CardInput(BaseModel):
     number: str | None = None
     expiry: str | None = None
     cvv: str | None = None
+
+    # Runs only for fields present in the body (defaults are not validated).
+    _present_not_null = field_validator("token", "number", "expiry", "cvv", mode="before")(_not_null)
 
     @field_validator("token")
     @classmethod
@@ -139,6 +149,10 @@ class TransactionRequest(BaseModel):
     customer_id: str | None = None
     country: str | None = None
     timestamp: str | None = None
+
+    _present_not_null = field_validator(
+        "transaction_id", "customer_id", "country", "timestamp", mode="before"
+    )(_not_null)
 
     @field_validator("merchant_id")
     @classmethod

@@ -379,3 +379,24 @@ def test_unknown_route_is_404(pipeline):
     response = pipeline.api("DELETE", "/transaction")
 
     assert response["statusCode"] == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        *(
+            (name, transaction(**{name: None}))
+            for name in ("transaction_id", "customer_id", "country", "timestamp")
+        ),
+        *((f"card.{name}", transaction(card=_card(**{name: None}))) for name in ("cvv", "token")),
+        ("card.number", transaction(card={"number": None, "expiry": FUTURE_EXPIRY})),
+        ("card.expiry", transaction(card={"number": VISA, "expiry": None})),
+    ],
+)
+def test_p2_explicit_null_in_an_optional_field_is_400_naming_it_and_nothing_is_stored(pipeline, field, body):
+    """Found by the schema-conformance run: a null reached a pattern check and the client got 503."""
+    response = pipeline.post(body)
+    assert response["statusCode"] == 400, response["body"]
+    errors = json.loads(response["body"])["errors"]
+    assert any(e["field"] == field and "not null" in e["message"] for e in errors)
+    _nothing_stored_or_queued(pipeline)
