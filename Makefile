@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint unit integration local demo outbox redrive backtest policy layer bench soak resilience fraud-eval install clean
+.PHONY: test lint typecheck unit integration local demo outbox redrive backtest policy layer bench soak resilience fraud-eval install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy, strict, on lib/ and src/'s packages (pyproject.toml [tool.mypy] says what and how).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -52,11 +56,11 @@ backtest: $(STAMP)
 fraud-eval: $(STAMP)
 	$(RUN) -m fraud_eval $(if $(FRAUD_MODE),--mode $(FRAUD_MODE),) $(if $(HTTP),--http cfn-outputs/flat-outputs.json,)
 
-test: lint $(STAMP)
+test: lint typecheck $(STAMP)
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .local cfn-outputs
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .local cfn-outputs
 
 # The functions' pinned dependencies as a Lambda layer (build/lambda-layer); needed before `pulumi up`.
 layer: $(STAMP)

@@ -61,7 +61,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("aws_lambda_powertools", "Powertools Logger, Metrics and Tracer modules"),
     ("tap_pipeline.observability", "tracing on: X-Ray SDK (wrapt, asyncio), botocore patch; logger set-up"),
     ("aws_lambda_powertools.utilities.batch", "Powertools batch utility (it imports every event data class)"),
-    ("tap_pipeline.models", "pydantic and the models"),
+    ("tap_contract.api", "pydantic and the models"),
 )
 REST = "the rest: the handler and the tap_pipeline modules it imports at init"
 

@@ -98,7 +98,7 @@ class SizeResult:
 
 
 def _fresh_pan(serial: int) -> str:
-    from tap_pipeline.card import luhn_valid
+    from tap_contract.card_numbers import luhn_valid
 
     body = f"4{serial:014d}"
     return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))
@@ -188,7 +188,7 @@ def _write_history(
 def _history_message(
     fingerprint: str, transaction_id: str, stamp: str, amount: str, shards: int, repository: Any
 ) -> Any:
-    from tap_pipeline.models import CardSnapshot, TransactionMessage
+    from tap_contract.messages import CardSnapshot, TransactionMessage
 
     return TransactionMessage(
         transaction_id=transaction_id,

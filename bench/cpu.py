@@ -19,6 +19,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from bench.common import Mode
+from lib.graph import DEFAULT_ACCOUNT_ID
 
 # Stated in-VPC service latencies (ms per call, through VPC endpoints, same region; assumptions).
 LATENCY_MS = {
@@ -113,10 +114,10 @@ def run(mode: Mode) -> CpuResult:
             "TRANSACTIONS_TABLE_NAME": "t",
             "FRAUD_STATE_TABLE_NAME": "f",
             "IDEMPOTENCY_TABLE_NAME": "i",
-            "TRANSACTION_QUEUE_URL": "https://sqs.us-east-2.amazonaws.com/123456789012/q",
-            "CARD_FINGERPRINT_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:k",
-            "FRAUD_ALERT_TOPIC_ARN": "arn:aws:sns:us-east-2:123456789012:a",
-            "OPS_ALERT_TOPIC_ARN": "arn:aws:sns:us-east-2:123456789012:o",
+            "TRANSACTION_QUEUE_URL": f"https://sqs.us-east-2.amazonaws.com/{DEFAULT_ACCOUNT_ID}/q",
+            "CARD_FINGERPRINT_SECRET_ARN": f"arn:aws:secretsmanager:us-east-2:{DEFAULT_ACCOUNT_ID}:secret:k",
+            "FRAUD_ALERT_TOPIC_ARN": f"arn:aws:sns:us-east-2:{DEFAULT_ACCOUNT_ID}:a",
+            "OPS_ALERT_TOPIC_ARN": f"arn:aws:sns:us-east-2:{DEFAULT_ACCOUNT_ID}:o",
         }
     )
     backend.clear_package_caches()

@@ -32,8 +32,8 @@ class HotResult:
 
 
 def run(mode: Mode, batch_size: int = 10) -> HotResult:
+    from tap_contract.messages import TransactionMessage
     from tap_pipeline import fraud_state, repository
-    from tap_pipeline.models import TransactionMessage
 
     messages = 2_000 if mode.quick else 10_000
     seconds = messages / TPS

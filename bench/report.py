@@ -252,7 +252,7 @@ def _cold_breakdown(cold: cold_start.ColdStartResult) -> list[str]:
     out += _table(
         ["component", *cold.handlers], [[label, *(cell(m, label) for m in medians)] for label in labels]
     )
-    pydantic = dict(cold_start.COMPONENTS)["tap_pipeline.models"]
+    pydantic = dict(cold_start.COMPONENTS)["tap_contract.api"]
     out.append("")
     allowed = cold_start.TARGET_RATIO - 1
     for module, runs_of in cold.handlers.items():

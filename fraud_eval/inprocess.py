@@ -61,14 +61,14 @@ def _run(
 def _feed(
     pipe: Any, traffic: list[Labelled], order: random.Random, progress: Callable[[int, int], None] | None
 ) -> None:
+    from tap_contract.api import TransactionRequest
     from tap_pipeline import intake
-    from tap_pipeline.models import TransactionRequest
 
     backlog: list[dict[str, Any]] = []
     for number, transaction in enumerate(traffic, 1):
         outcome = intake.accept(TransactionRequest.model_validate(transaction.body()), now=transaction.at)
-        if outcome.status != 202:
-            raise RuntimeError(f"{transaction.transaction_id} refused: {outcome.body}")
+        if not isinstance(outcome, intake.Accepted):
+            raise RuntimeError(f"{transaction.transaction_id} refused: {outcome.code} {outcome.message}")
         if number % BATCH == 0:
             backlog.extend(pipe.drain(pipe.queue_url))
             while len(backlog) >= BACKLOG:

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from tap_pipeline import money
-from tap_pipeline.card import luhn_valid
+from tap_contract import money
+from tap_contract.card_numbers import luhn_valid
 
 CLASSIC_FAMILIES = ("velocity", "card_testing", "duplicate", "amount_spike", "foreign_large")
 OTHER_FAMILIES = ("merchant_burst", "high_risk_country", "slow_testing")

@@ -99,19 +99,50 @@ def load_settings() -> StackSettings:
         alert_email=alert_email,
         vpc_cidr=config.get("vpcCidr") or defaults.vpc_cidr,
         api_stage_name=config.get("apiStageName") or "",
-        api_rate_limit=config.get_int("apiRateLimit") or defaults.api_rate_limit,
-        api_burst_limit=config.get_int("apiBurstLimit") or defaults.api_burst_limit,
-        waf_rate_limit_per_5min=config.get_int("wafRateLimitPer5Min") or defaults.waf_rate_limit_per_5min,
-        validator_reserved_concurrency=config.get_int("validatorReservedConcurrency")
-        or defaults.validator_reserved_concurrency,
-        fraud_detector_max_concurrency=config.get_int("fraudDetectorMaxConcurrency")
-        or defaults.fraud_detector_max_concurrency,
-        failed_handler_max_concurrency=config.get_int("failedHandlerMaxConcurrency")
-        or defaults.failed_handler_max_concurrency,
+        api_rate_limit=optional_int(config, "apiRateLimit", defaults.api_rate_limit),
+        api_burst_limit=optional_int(config, "apiBurstLimit", defaults.api_burst_limit),
+        waf_rate_limit_per_5min=optional_int(config, "wafRateLimitPer5Min", defaults.waf_rate_limit_per_5min),
+        validator_reserved_concurrency=optional_int(
+            config, "validatorReservedConcurrency", defaults.validator_reserved_concurrency
+        ),
+        fraud_detector_max_concurrency=optional_int(
+            config, "fraudDetectorMaxConcurrency", defaults.fraud_detector_max_concurrency
+        ),
+        failed_handler_max_concurrency=optional_int(
+            config, "failedHandlerMaxConcurrency", defaults.failed_handler_max_concurrency
+        ),
         card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
         function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
     )
+
+
+# The least value AWS accepts for each numeric key, and what that least value means. 0 is a real
+# setting where AWS gives it one: a throttle of 0 requests/s closes the API, a reserved concurrency
+# of 0 stops the validator.
+INT_MINIMUMS: dict[str, tuple[int, str]] = {
+    "apiRateLimit": (0, "0 throttles every request"),
+    "apiBurstLimit": (0, "0 throttles every request"),
+    "wafRateLimitPer5Min": (10, "the least limit a WAF rate-based rule accepts"),
+    "validatorReservedConcurrency": (0, "0 stops every invocation of the validator"),
+    "fraudDetectorMaxConcurrency": (2, "the least maximum concurrency of an SQS event source"),
+    "failedHandlerMaxConcurrency": (2, "the least maximum concurrency of an SQS event source"),
+}
+
+
+def optional_int(config: pulumi.Config, key: str, default: int) -> int:
+    """`key` as set (0 included), else `default`; a value AWS would refuse stops the program here."""
+    value = config.get_int(key)
+    if value is None:
+        return default
+    minimum, meaning = INT_MINIMUMS[key]
+    if value < minimum:
+        raise ConfigError(
+            f"{key} {value} is invalid: the least value is {minimum} ({meaning}). "
+            f"Set it with: pulumi config set {key} <n>, or remove it for the default {default}: "
+            f"pulumi config rm {key}"
+        )
+    return value
 
 
 def function_layer_dir(configured: str | None) -> str:

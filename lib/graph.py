@@ -18,6 +18,8 @@ from typing import Any
 
 import pulumi
 
+# The one account id every mocked or local answer uses (lib/graph, tap_local, bench): moto's fixed
+# account, so the ARNs the local pipeline builds match what its emulator returns.
 DEFAULT_ACCOUNT_ID = "123456789012"
 
 
@@ -287,14 +289,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.answers = answers
         self.graph = graph
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = unwrap_secrets(dict(args.inputs))
         resource_id, state = self.answers.resource_state(args.typ, args.name, inputs)
         recorded = RecordedResource(args.typ, args.name, inputs, state, resource_id)
         self.graph.resources.append(recorded)
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.graph.invokes.append((args.token, dict(args.args)))
         return self.answers.call(args.token, dict(args.args)), []
 
@@ -308,11 +310,11 @@ def evaluate(
         RecordingMocks(answers, graph), project="tap-transaction-pipeline", stack=stack, preview=False
     )
 
-    def run() -> pulumi.Output:
+    def run() -> pulumi.Output[None]:
         outputs = program()
         return pulumi.Output.from_input(outputs).apply(graph.outputs.update)
 
-    pulumi.runtime.test(run)()
+    pulumi.runtime.test(run)()  # type: ignore[no-untyped-call]  # pulumi.runtime.test has no annotations
     return graph
 
 

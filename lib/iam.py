@@ -28,7 +28,7 @@ LAMBDA_VPC_ENI_ACTIONS = (
 
 
 def allow(
-    sid: str, actions: Sequence[str], resources: Sequence[Any], condition: dict | None = None
+    sid: str, actions: Sequence[str], resources: Sequence[Any], condition: dict[str, Any] | None = None
 ) -> Statement:
     """An Allow statement; `resources` may hold Outputs, resolved when the document is rendered."""
     statement: Statement = {

@@ -199,7 +199,8 @@ def bytecode_problem(layer_dir: Path) -> str | None:
 
 def read_manifest(layer_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((layer_dir / MANIFEST_NAME).read_text())
+        manifest: dict[str, Any] = json.loads((layer_dir / MANIFEST_NAME).read_text())
+        return manifest
     except (OSError, ValueError):
         return None
 

@@ -1,7 +1,8 @@
 """The API's one definition: an OpenAPI 3 document with API Gateway extensions (P1).
 
 The REST API is imported from this document and the local pipeline serves it. The full request
-contract (`TransactionRequest`, from the function package's own model) is published in the document,
+contract (`TransactionRequest`) and every response body are generated from the contract's models
+(`tap_contract.api`), the ones the validator function parses and answers with. The request is
 but API Gateway checks only the body's shape: that it is a JSON object. Everything else is checked
 by the validator function, which answers 400 with one message per bad field and never echoes a
 submitted value. API Gateway's own validation message (`$context.error.validationErrorString`)
@@ -16,6 +17,16 @@ import hashlib
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
+from tap_contract.api import (
+    RESPONSE_MODELS,
+    ErrorBody,
+    TransactionAccepted,
+    TransactionView,
+    transaction_request_json_schema,
+)
+
 API_KEY_SCHEME = "api_key"
 # API Gateway's request validator checks that required parameters are present, never their schema.
 PATH_PATTERN_NOTE = (
@@ -25,38 +36,13 @@ PATH_PATTERN_NOTE = (
 # API Gateway's own integration limit is 29 s; the validator answers far sooner or fails.
 INTEGRATION_TIMEOUT_MS = 29_000
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["message"],
-    "properties": {
-        "code": {"type": "string", "description": "Stable machine-readable reason"},
-        "message": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-        "reason": {"type": "string"},
-    },
-}
-_ACCEPTED_SCHEMA = {
-    "type": "object",
-    "required": ["transaction_id", "status"],
-    "properties": {"transaction_id": {"type": "string"}, "status": {"type": "string", "enum": ["PENDING"]}},
-}
-_STATUS_SCHEMA = {
-    "type": "object",
-    "required": ["transaction_id", "status"],
-    "properties": {
-        "transaction_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["RECEIVED", "CLEARED", "FLAGGED", "FAILED"]},
-        "fraud_score": {"type": "number"},
-        "reasons": {"type": "array", "items": {"type": "string"}},
-        "card": {"type": "string", "description": "BIN and last four digits at most"},
-    },
-}
+SCHEMA_REF = "#/components/schemas/"
 
 
-def _json_response(description: str, schema_name: str) -> dict[str, Any]:
+def _json_response(description: str, model: type[BaseModel]) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}},
+        "content": {"application/json": {"schema": {"$ref": SCHEMA_REF + model.__name__}}},
     }
 
 
@@ -109,10 +95,13 @@ def build_openapi_document(
     common_errors = {
         "400": _json_response(
             "Malformed request: one `errors` entry per bad field (none when the body is not a JSON object)",
-            "Error",
+            ErrorBody,
         ),
-        "403": _json_response("Missing or invalid API key", "Error"),
-        "429": _json_response("Throttled by the usage plan", "Error"),
+        "403": _json_response("Missing or invalid API key", ErrorBody),
+        "429": _json_response("Throttled by the usage plan", ErrorBody),
+        "503": _json_response(
+            "Temporarily unable to complete the request; retry it (with the same transaction_id)", ErrorBody
+        ),
     }
     return {
         "openapi": "3.0.1",
@@ -160,13 +149,10 @@ def build_openapi_document(
                         },
                     },
                     "responses": {
-                        "202": _json_response("Accepted for fraud scoring", "TransactionAccepted"),
+                        "202": _json_response("Accepted for fraud scoring", TransactionAccepted),
                         **common_errors,
-                        "409": _json_response("transaction_id reused with a different body", "Error"),
-                        "422": _json_response("Rejected by merchant rules (reason code)", "Error"),
-                        "503": _json_response(
-                            "Temporarily unable to enqueue; retry with the same id", "Error"
-                        ),
+                        "409": _json_response("transaction_id reused with a different body", ErrorBody),
+                        "422": _json_response("Rejected by merchant rules (reason code)", ErrorBody),
                     },
                     "x-amazon-apigateway-integration": _lambda_integration(validator_invoke_arn),
                 }
@@ -186,9 +172,9 @@ def build_openapi_document(
                         }
                     ],
                     "responses": {
-                        "200": _json_response("The transaction's current state", "TransactionStatus"),
+                        "200": _json_response("The transaction's current state", TransactionView),
                         **common_errors,
-                        "404": _json_response("Unknown transaction", "Error"),
+                        "404": _json_response("Unknown transaction", ErrorBody),
                     },
                     "x-amazon-apigateway-integration": _lambda_integration(validator_invoke_arn),
                 }
@@ -199,9 +185,7 @@ def build_openapi_document(
             "schemas": {
                 "TransactionRequest": openapi_schema(request_schema),
                 "TransactionRequestShape": _REQUEST_SHAPE_SCHEMA,
-                "TransactionAccepted": _ACCEPTED_SCHEMA,
-                "TransactionStatus": _STATUS_SCHEMA,
-                "Error": _ERROR_SCHEMA,
+                **response_schemas(),
             },
         },
     }
@@ -215,10 +199,45 @@ def openapi_schema(json_schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def transaction_request_schema() -> dict[str, Any]:
-    """The request body schema, from the function package's model (one definition of the contract)."""
-    from tap_pipeline.models import transaction_request_json_schema
-
+    """The request body schema, from the contract's model (one definition of the contract)."""
     return transaction_request_json_schema()
+
+
+def _openapi_3_0(node: Any) -> Any:
+    """A pydantic (JSON Schema 2020-12) schema node in OpenAPI 3.0's dialect.
+
+    OpenAPI 3.0 has no `null` type and no `const`: `X | None` becomes `X` with `nullable: true`
+    (through `allOf` for a `$ref`, which takes no siblings) and a constant becomes a one-value enum.
+    """
+    if isinstance(node, list):
+        return [_openapi_3_0(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _openapi_3_0(value) for key, value in node.items() if key not in ("anyOf", "const")}
+    if "default" in converted and converted["default"] is None:
+        del converted["default"]
+    if "const" in node:
+        converted["enum"] = [node["const"]]
+    variants = node.get("anyOf")
+    if variants is not None:
+        others = [variant for variant in variants if variant != {"type": "null"}]
+        if len(others) == 1 and len(others) < len(variants):
+            inner = _openapi_3_0(others[0])
+            inner = {"allOf": [inner]} if "$ref" in inner else inner
+            converted = {**converted, **inner, "nullable": True}
+        else:
+            converted["anyOf"] = _openapi_3_0(variants)
+    return converted
+
+
+def response_schemas(models: tuple[type[BaseModel], ...] = RESPONSE_MODELS) -> dict[str, Any]:
+    """Every response body's schema (and the enums and models they use), keyed by model name."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=SCHEMA_REF + "{model}", mode="serialization")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return {name: _openapi_3_0(schema) for name, schema in sorted(schemas.items())}
 
 
 def document_digest(document_json: str) -> str:

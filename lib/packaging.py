@@ -1,6 +1,6 @@
-"""The function code asset: the `tap_pipeline` package, file by file (F14).
+"""The function code asset: the `tap_pipeline` and `tap_contract` packages, file by file (F14).
 
-Built from the source tree without the network: the package's own `.py` files, plus their bytecode
+Built from the source tree without the network: the packages' own `.py` files, plus their bytecode
 when the program runs on the runtime's Python version (Lambda's `/var/task` is read-only, so without
 it every cold start compiles the package in memory; lib/layer.py says why the bytecode is
 hash-checked). The asset (and its hash, which triggers an update) changes exactly when the code
@@ -9,9 +9,7 @@ does. Third-party imports are served by the layer built from requirements/functi
 
 from __future__ import annotations
 
-import ast
 import py_compile
-import sys
 from pathlib import Path, PurePosixPath
 
 import pulumi
@@ -20,28 +18,32 @@ from lib.layer import BYTECODE_MODE, RUNTIME_CACHE_TAG, builds_runtime_bytecode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_SOURCE_ROOT = REPO_ROOT / "src"
-FUNCTION_PACKAGE = "tap_pipeline"
+# The functions' code and the contract they share with the stack (tap_contract imports neither).
+FUNCTION_PACKAGES = ("tap_pipeline", "tap_contract")
 BYTECODE_BUILD_DIR = REPO_ROOT / "build" / "function-bytecode"
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the code asset: the paths tracebacks show
 
 
 def function_source_files(
-    source_root: Path = FUNCTION_SOURCE_ROOT, package: str = FUNCTION_PACKAGE
+    source_root: Path = FUNCTION_SOURCE_ROOT, packages: tuple[str, ...] = FUNCTION_PACKAGES
 ) -> list[str]:
-    """Archive paths of every Python source file in the package, sorted for a stable asset."""
-    package_dir = source_root / package
-    if not (package_dir / "__init__.py").is_file():
-        raise FileNotFoundError(f"function package not found: {package_dir}/__init__.py")
-    return sorted(
-        path.relative_to(source_root).as_posix()
-        for path in package_dir.rglob("*.py")
-        if "__pycache__" not in path.parts
-    )
+    """Archive paths of every Python source file in the packages, sorted for a stable asset."""
+    files: list[str] = []
+    for package in packages:
+        package_dir = source_root / package
+        if not (package_dir / "__init__.py").is_file():
+            raise FileNotFoundError(f"function package not found: {package_dir}/__init__.py")
+        files.extend(
+            path.relative_to(source_root).as_posix()
+            for path in package_dir.rglob("*.py")
+            if "__pycache__" not in path.parts
+        )
+    return sorted(files)
 
 
 def function_bytecode(
     source_root: Path = FUNCTION_SOURCE_ROOT,
-    package: str = FUNCTION_PACKAGE,
+    packages: tuple[str, ...] = FUNCTION_PACKAGES,
     build_dir: Path = BYTECODE_BUILD_DIR,
     runtime_tag: str = RUNTIME_CACHE_TAG,
 ) -> dict[str, Path]:
@@ -50,7 +52,7 @@ def function_bytecode(
     if not builds_runtime_bytecode(runtime_tag):
         return {}
     compiled = {}
-    for name in function_source_files(source_root, package):
+    for name in function_source_files(source_root, packages):
         source = PurePosixPath(name)
         # Where the runtime's import system looks, whatever PYTHONPYCACHEPREFIX or -O say here.
         archive_name = str(source.parent / "__pycache__" / f"{source.stem}.{runtime_tag}.pyc")
@@ -70,44 +72,11 @@ def function_bytecode(
 
 def function_code_archive(
     source_root: Path = FUNCTION_SOURCE_ROOT,
-    package: str = FUNCTION_PACKAGE,
+    packages: tuple[str, ...] = FUNCTION_PACKAGES,
     build_dir: Path = BYTECODE_BUILD_DIR,
     runtime_tag: str = RUNTIME_CACHE_TAG,
 ) -> pulumi.Archive:
-    assets = {name: str(source_root / name) for name in function_source_files(source_root, package)}
-    bytecode = function_bytecode(source_root, package, build_dir, runtime_tag)
+    assets = {name: str(source_root / name) for name in function_source_files(source_root, packages)}
+    bytecode = function_bytecode(source_root, packages, build_dir, runtime_tag)
     assets.update({name: str(path) for name, path in bytecode.items()})
     return pulumi.AssetArchive({name: pulumi.FileAsset(path) for name, path in sorted(assets.items())})
-
-
-# Standard-library modules of the functions' runtime (python3.12): this interpreter's list, less the
-# modules Python 3.12 removed (PEP 594 / PEP 632), so code importing them is caught here.
-REMOVED_IN_PYTHON_312 = frozenset({"asynchat", "asyncore", "distutils", "imp", "smtpd"})
-RUNTIME_STDLIB = frozenset(sys.stdlib_module_names) - REMOVED_IN_PYTHON_312
-
-
-def imported_modules(package_dir: Path) -> dict[str, set[str]]:
-    """Top-level module of every absolute `import` / `from ... import` -> files that import it."""
-    found: dict[str, set[str]] = {}
-    # Exactly the files the code asset ships.
-    for name in function_source_files(package_dir.parent, package_dir.name):
-        path = package_dir.parent / name
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue  # relative imports stay inside the package
-            for name in names:
-                found.setdefault(name.split(".", 1)[0], set()).add(path.relative_to(package_dir).as_posix())
-    return found
-
-
-def unresolved_imports(package_dir: Path, provided: set[str]) -> dict[str, set[str]]:
-    """Imports neither the runtime's standard library nor `provided` (code asset + layers) satisfy."""
-    return {
-        module: files
-        for module, files in imported_modules(package_dir).items()
-        if module not in RUNTIME_STDLIB and module not in provided
-    }

@@ -16,15 +16,18 @@ import pulumi_aws as aws
 
 from lib.components.api import Api, ApiArgs
 from lib.components.base import COMPONENT_TYPE_PREFIX, AwsContext
-from lib.components.data import MERCHANT_INDEX_NAME, TEST_MERCHANT_ID, Data, DataArgs
+from lib.components.data import Data, DataArgs
 from lib.components.encryption import Encryption, EncryptionArgs
 from lib.components.firewall import Firewall, FirewallArgs
-from lib.components.functions import METRICS_NAMESPACE, Functions, FunctionsArgs
+from lib.components.functions import Functions, FunctionsArgs
 from lib.components.messaging import Messaging, MessagingArgs
 from lib.components.monitoring import Monitoring, MonitoringArgs
 from lib.components.network import Network, NetworkArgs
 from lib.config import StackSettings
 from lib.openapi import transaction_request_schema
+from tap_contract import metrics
+from tap_contract.seed import TEST_MERCHANT_ID
+from tap_contract.tables import MERCHANT_INDEX_NAME
 
 # F21: a body the seeded test merchant accepts. A provider token, never a card number, so the
 # output can be shown anywhere.
@@ -36,24 +39,6 @@ SAMPLE_TRANSACTION = {
     "country": "US",
     "customer_id": "sample-customer-001",
 }
-
-OUTPUT_KEYS = (
-    "api_url",
-    "dashboard_url",
-    "merchant_config_table_name",
-    "transactions_table_name",
-    "fraud_state_table_name",
-    "idempotency_table_name",
-    "transaction_queue_url",
-    "transaction_dlq_url",
-    "alert_topic_arn",
-    "ops_topic_arn",
-    "api_key_id",
-    "api_key_value",
-    "sample_transaction",
-    "region",
-    "environment_suffix",
-)
 
 
 @dataclass
@@ -128,7 +113,7 @@ class TapStack(pulumi.ComponentResource):
                 alarm_topic_arn=messaging.ops_alert_topic.arn,
                 function_names={key: fn.name for key, fn in functions.functions.items()},
                 queue_consumers=frozenset(functions.queue_consumers),
-                metrics_namespace=METRICS_NAMESPACE,
+                metrics_namespace=metrics.NAMESPACE,
                 dead_letter_queue_names={
                     "failed-handler-dlq": messaging.parking_dlq.name,
                     "lambda-async-dlq": messaging.async_failure_dlq.name,

@@ -21,6 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from resilience.conservation import FINAL_STATES, PipelineState
 from tap_local.faults import FaultPlan
 from tap_local.pipeline import LocalConfig, LocalPipeline
+from tap_local.redrive import queue_urls
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 STACK_QUEUE_PREFIX = "tap-"  # the stack's queues; the local email outboxes are named otherwise
@@ -36,9 +37,7 @@ def stack_queue_urls(pipeline_: LocalPipeline) -> list[str]:
 
 
 def parking_queue_url(pipeline_: LocalPipeline) -> str:
-    suffix = pipeline_.config.environment_suffix
-    (url,) = [u for u in stack_queue_urls(pipeline_) if u.endswith(f"/tap-failed-handler-dlq-{suffix}")]
-    return url
+    return queue_urls(pipeline_.emulator.client("sqs"), pipeline_.outputs)["parking"]
 
 
 @contextmanager

@@ -38,9 +38,6 @@ class AwsContext:
             "arn:", self.partition, ":", service, ":", region_part, ":", self.account_id, ":", resource
         )
 
-    def service_principal(self, service: str) -> str:
-        return f"{service}.amazonaws.com"
-
 
 class TaggedComponent(pulumi.ComponentResource):
     """A ComponentResource whose children carry Component/Purpose tags on top of the stack's tags."""

@@ -1,7 +1,7 @@
 """DynamoDB tables (P2, P5, C4, F13, F21) and the seeded test merchant.
 
 All tables are on-demand with point-in-time recovery and encrypted with the stack's key. Key
-names and the merchant index follow docs/function-contract.md, which the function code reads too.
+names and the merchant index come from tap_contract.tables, which the function code reads too.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pulumi
 import pulumi_aws as aws
 
 from lib.components.base import AwsContext, TaggedComponent
+from tap_contract import tables
+from tap_contract.seed import STRICT_TEST_MERCHANT_ID, TEST_MERCHANT_ID
+from tap_contract.tables import MERCHANT_INDEX_NAME
 
-MERCHANT_INDEX_NAME = "merchant-index"
-TEST_MERCHANT_ID = "test-merchant-001"
-STRICT_TEST_MERCHANT_ID = "test-merchant-strict"
 STRICT_RULES = (
     "velocity_1m",
     "velocity_1h",
@@ -80,22 +80,22 @@ class Data(TaggedComponent):
         self.merchant_config_table = self._table(
             "merchant-config-table",
             "merchant-config",
-            hash_key="merchant_id",
-            attributes={"merchant_id": "S"},
+            hash_key=tables.MERCHANT_ID,
+            attributes={tables.MERCHANT_ID: "S"},
         )
         self.transactions_table = self._table(
             "transactions-table",
             "transactions",
-            hash_key="transaction_id",
-            range_key="timestamp",
-            attributes={"transaction_id": "S", "timestamp": "S", "merchant_shard": "S"},
+            hash_key=tables.TRANSACTION_ID,
+            range_key=tables.TIMESTAMP,
+            attributes={tables.TRANSACTION_ID: "S", tables.TIMESTAMP: "S", tables.MERCHANT_SHARD: "S"},
             # F13: history per merchant. The hash key is write-sharded ("{merchant}#{n}") so one
             # merchant at 1,000 TPS spreads over several index partitions instead of one.
             global_secondary_indexes=[
                 {
                     "name": MERCHANT_INDEX_NAME,
-                    "hash_key": "merchant_shard",
-                    "range_key": "timestamp",
+                    "hash_key": tables.MERCHANT_SHARD,
+                    "range_key": tables.TIMESTAMP,
                     "projection_type": "ALL",
                 }
             ],
@@ -103,17 +103,17 @@ class Data(TaggedComponent):
         self.fraud_state_table = self._table(
             "fraud-state-table",
             "fraud-state",
-            hash_key="pk",
-            range_key="sk",
-            attributes={"pk": "S", "sk": "S"},
-            ttl_attribute="expires_at",
+            hash_key=tables.FRAUD_STATE_PK,
+            range_key=tables.FRAUD_STATE_SK,
+            attributes={tables.FRAUD_STATE_PK: "S", tables.FRAUD_STATE_SK: "S"},
+            ttl_attribute=tables.FRAUD_STATE_TTL,
         )
         self.idempotency_table = self._table(
             "idempotency-table",
             "idempotency",
-            hash_key="id",
-            attributes={"id": "S"},
-            ttl_attribute="expiration",
+            hash_key=tables.IDEMPOTENCY_ID,
+            attributes={tables.IDEMPOTENCY_ID: "S"},
+            ttl_attribute=tables.IDEMPOTENCY_TTL,
         )
 
         if args.seed_test_merchant:
@@ -121,7 +121,7 @@ class Data(TaggedComponent):
                 aws.dynamodb.TableItem(
                     resource_name,
                     table_name=self.merchant_config_table.name,
-                    hash_key="merchant_id",
+                    hash_key=tables.MERCHANT_ID,
                     item=json.dumps(item),
                     opts=self.child_opts,
                 )
@@ -144,7 +144,7 @@ class Data(TaggedComponent):
         attributes: dict[str, str],
         range_key: str | None = None,
         ttl_attribute: str | None = None,
-        global_secondary_indexes: list[dict] | None = None,
+        global_secondary_indexes: list[aws.dynamodb.TableGlobalSecondaryIndexArgsDict] | None = None,
     ) -> aws.dynamodb.Table:
         return aws.dynamodb.Table(
             resource_name,

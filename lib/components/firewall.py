@@ -29,13 +29,13 @@ class FirewallArgs:
     stage_arn: pulumi.Input[str]
 
 
-def _visibility(metric_name: str) -> dict:
+def _visibility(metric_name: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
     return {"cloudwatch_metrics_enabled": True, "metric_name": metric_name, "sampled_requests_enabled": True}
 
 
-def waf_rules(rate_limit_per_5min: int, metric_prefix: str) -> list[dict]:
+def waf_rules(rate_limit_per_5min: int, metric_prefix: str) -> list[aws.wafv2.WebAclRuleArgsDict]:
     """Managed groups first (cheap rejections), then the rate rule."""
-    rules = [
+    rules: list[aws.wafv2.WebAclRuleArgsDict] = [
         {
             "name": group,
             "priority": priority,

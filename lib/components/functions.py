@@ -22,18 +22,19 @@ import pulumi_aws as aws
 
 from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
-from lib.components.data import MERCHANT_INDEX_NAME, Data
+from lib.components.data import Data
 from lib.components.messaging import Messaging
 from lib.layer import TARGET_PYTHON, builds_runtime_bytecode, bytecode_problem, requirements_digest
 from lib.packaging import function_code_archive
+from tap_contract import metrics
+from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, VALIDATOR
+from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS
 
 RUNTIME = f"python{TARGET_PYTHON}"  # the layer is built for exactly this runtime
 ARCHITECTURE = "arm64"
 MEMORY_MB = 512  # C7
 TIMEOUT_SECONDS = 60  # C7
 LOG_RETENTION_DAYS = 30  # P7
-METRICS_NAMESPACE = "TapTransactionPipeline"
-MERCHANT_INDEX_SHARDS = 16
 FRAUD_STATE_SHARDS = 16
 # How long a detector container reuses a merchant's amount profile: one read per merchant and
 # currency per minute, instead of one per transaction (BENCHMARKS.md section 2).
@@ -108,8 +109,6 @@ class Functions(TaggedComponent):
             self._function(spec)
 
         self.validator = self.functions["validator"]
-        self.fraud_detector = self.functions["fraud-detector"]
-        self.failed_handler = self.functions["failed-handler"]
         self._sqs_trigger(
             "fraud-detector",
             args.messaging.transaction_queue,
@@ -153,12 +152,12 @@ class Functions(TaggedComponent):
             "ReadMerchantConfig", ["dynamodb:GetItem"], [data.merchant_config_table.arn]
         )
         merchant_history = iam.allow("QueryMerchantHistory", ["dynamodb:Query"], [index_arn])
-        common_env = {
+        common_env: dict[str, pulumi.Input[str]] = {
             "ENVIRONMENT_SUFFIX": args.context.settings.environment_suffix,
             "TRANSACTIONS_TABLE_NAME": data.transactions_table.name,
             "IDEMPOTENCY_TABLE_NAME": data.idempotency_table.name,
         }
-        merchant_env = {
+        merchant_env: dict[str, pulumi.Input[str]] = {
             "MERCHANT_CONFIG_TABLE_NAME": data.merchant_config_table.name,
             "MERCHANT_CACHE_TTL_SECONDS": "60",
             "MERCHANT_INDEX_NAME": MERCHANT_INDEX_NAME,
@@ -166,8 +165,8 @@ class Functions(TaggedComponent):
         }
         return [
             FunctionSpec(
-                key="validator",
-                handler="tap_pipeline.handlers.validator.handler",
+                key=VALIDATOR,
+                handler=HANDLERS[VALIDATOR],
                 description="Validates API transactions against merchant config and enqueues them",
                 environment={
                     **common_env,
@@ -210,8 +209,8 @@ class Functions(TaggedComponent):
                 reserved_concurrency=args.context.settings.validator_reserved_concurrency,
             ),
             FunctionSpec(
-                key="fraud-detector",
-                handler="tap_pipeline.handlers.fraud_detector.handler",
+                key=FRAUD_DETECTOR,
+                handler=HANDLERS[FRAUD_DETECTOR],
                 description="Scores queued transactions with fraud rules and alerts on fraud",
                 environment={
                     **common_env,
@@ -255,8 +254,8 @@ class Functions(TaggedComponent):
                 kms_services=["dynamodb", "sqs", "sns"],
             ),
             FunctionSpec(
-                key="failed-handler",
-                handler="tap_pipeline.handlers.failed_handler.handler",
+                key=FAILED_HANDLER,
+                handler=HANDLERS[FAILED_HANDLER],
                 description="Records transactions that exhausted their retries as FAILED and notifies ops",
                 environment={
                     **common_env,
@@ -335,7 +334,7 @@ class Functions(TaggedComponent):
         )
         environment = {
             "POWERTOOLS_SERVICE_NAME": spec.key,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
             **spec.environment,

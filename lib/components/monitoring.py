@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypedDict, cast
 
 import pulumi
 import pulumi_aws as aws
 
 from lib.components.base import AwsContext, TaggedComponent
+from tap_contract import metrics
+from tap_contract.environment import VALIDATOR
 
 ERROR_RATE_THRESHOLD_PERCENT = 1.0  # C6
 # Failures: invocations that raised (Lambda) plus those the code handled (its own metric).
@@ -29,9 +32,9 @@ RECORD_FAILURE_RATE_EXPRESSION = (
     "IF(failed + FILL(succeeded, 0) > 0, 100 * failed / (failed + FILL(succeeded, 0)), 0)"
 )
 # Metrics the functions emit for failures they handle (Powertools metrics, dimension service=<key>).
-HANDLED_FAILURE_METRIC = {"validator": "InternalError"}
-RECORD_FAILURE_METRIC = "RecordProcessingFailed"
-RECORD_SUCCESS_METRIC = "RecordProcessingSucceeded"
+HANDLED_FAILURE_METRIC = {VALIDATOR: metrics.INTERNAL_ERROR}
+RECORD_FAILURE_METRIC = metrics.RECORD_PROCESSING_FAILED
+RECORD_SUCCESS_METRIC = metrics.RECORD_PROCESSING_SUCCEEDED
 API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors5xx / requests, 0)"
 API_5XX_THRESHOLD_PERCENT = 1.0
 API_P99_LATENCY_THRESHOLD_MS = 2000
@@ -64,7 +67,20 @@ class MonitoringArgs:
     api_stage_name: pulumi.Input[str]
 
 
-def _metric(metric_id: str, namespace: str, metric_name: str, dimensions: Mapping, stat: str) -> dict:
+MetricQuery = aws.cloudwatch.MetricAlarmMetricQueryArgsDict
+
+
+class _DashboardInputs(TypedDict):
+    """The dashboard's inputs once the Output holding them has resolved."""
+
+    functions: dict[str, str]
+    queue: str
+    api: dict[str, str]
+
+
+def _metric(
+    metric_id: str, namespace: str, metric_name: str, dimensions: Mapping[str, pulumi.Input[str]], stat: str
+) -> MetricQuery:
     return {
         "id": metric_id,
         "metric": {
@@ -78,7 +94,7 @@ def _metric(metric_id: str, namespace: str, metric_name: str, dimensions: Mappin
     }
 
 
-def _expression(metric_id: str, expression: str, label: str, return_data: bool = True) -> dict:
+def _expression(metric_id: str, expression: str, label: str, return_data: bool = True) -> MetricQuery:
     return {"id": metric_id, "expression": expression, "label": label, "return_data": return_data}
 
 
@@ -168,9 +184,14 @@ class Monitoring(TaggedComponent):
         self.dashboard = aws.cloudwatch.Dashboard(
             "dashboard",
             dashboard_name=self.context.global_name("pipeline"),
+            # The Output resolves the nested Inputs to plain values, which its type cannot express.
             dashboard_body=pulumi.Output.from_input(
                 {"functions": dict(args.function_names), "queue": args.work_queue_name, "api": api_dims}
-            ).apply(lambda resolved: json.dumps(dashboard_body(self.context.region, **resolved))),
+            ).apply(
+                lambda resolved: json.dumps(
+                    dashboard_body(self.context.region, **cast(_DashboardInputs, resolved))
+                )
+            ),
             opts=self.child_opts,
         )
         self.dashboard_url = pulumi.Output.concat(
@@ -226,8 +247,8 @@ class Monitoring(TaggedComponent):
         description: str,
         *,
         threshold: float,
-        metric_queries: list[dict] | None = None,
-        single_metric: tuple[str, str, Mapping, str] | None = None,
+        metric_queries: list[MetricQuery] | None = None,
+        single_metric: tuple[str, str, Mapping[str, pulumi.Input[str]], str] | None = None,
         evaluation_periods: int = 3,
         datapoints_to_alarm: int = 2,
     ) -> None:
@@ -253,7 +274,7 @@ class Monitoring(TaggedComponent):
 
 def _function_widget(
     title: str, metric: str, stat: str, functions: Mapping[str, str], region: str, y: int
-) -> dict:
+) -> dict[str, Any]:
     """One graph, one line per function, each pinned to its FunctionName (F5)."""
     return {
         "type": "metric",
@@ -275,7 +296,9 @@ def _function_widget(
     }
 
 
-def dashboard_body(region: str, functions: Mapping[str, str], queue: str, api: Mapping[str, str]) -> dict:
+def dashboard_body(
+    region: str, functions: Mapping[str, str], queue: str, api: Mapping[str, str]
+) -> dict[str, Any]:
     widgets = [
         _function_widget("Invocations", "Invocations", "Sum", functions, region, 0),
         _function_widget("Errors", "Errors", "Sum", functions, region, 6),

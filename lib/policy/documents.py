@@ -26,7 +26,7 @@ ROLE = "aws:iam/role:Role"
 Statement = dict[str, Any]
 
 
-def as_list(value: Any) -> list:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]

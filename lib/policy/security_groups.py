@@ -8,6 +8,7 @@ must see all three, or a rule moved from one form to another would slip past the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lib.graph import RecordedResource, StackGraph
 from lib.policy.documents import as_list
@@ -92,7 +93,7 @@ _VPC = _Form("ipProtocol", ("cidrIpv4", "cidrIpv6"), "referencedSecurityGroupId"
 
 def _rule(
     resource: RecordedResource,
-    fields: dict,
+    fields: dict[str, Any],
     form: _Form,
     *,
     direction: str,

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from tap_local.pipeline import LocalConfig, LocalPipeline
@@ -127,7 +128,7 @@ def backtest(args: argparse.Namespace) -> int:
     )
 
 
-def _add_backtest(commands: argparse._SubParsersAction) -> None:
+def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = commands.add_parser(
         "backtest", help="re-score a merchant's transactions with proposed rule settings (writes nothing)"
     )
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(run=redrive)
     _add_backtest(commands)
     args = parser.parse_args(argv)
-    return args.run(args)
+    run: Callable[[argparse.Namespace], int] = args.run  # set by every subcommand's set_defaults
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.graph import AwsLikeAnswers
-from tap_local.emulator import EMULATOR_ACCOUNT_ID, Emulator
+from lib.graph import DEFAULT_ACCOUNT_ID, AwsLikeAnswers
+from tap_local.emulator import Emulator
 
 State = dict[str, Any]
 OUTBOX_QUEUE_PREFIX = "tap-local-outbox-"
@@ -54,7 +54,7 @@ class LocalAnswers(AwsLikeAnswers):
     email_subscriptions: list[EmailSubscription] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        super().__init__(self.emulator.region, EMULATOR_ACCOUNT_ID)
+        super().__init__(self.emulator.region, DEFAULT_ACCOUNT_ID)  # moto's account
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
@@ -78,7 +78,7 @@ class LocalAnswers(AwsLikeAnswers):
         return resource_id, state
 
 
-def _table(answers: LocalAnswers, inputs: dict) -> State:
+def _table(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
     if inputs.get("rangeKey"):
         keys.append({"AttributeName": inputs["rangeKey"], "KeyType": "RANGE"})
@@ -112,7 +112,7 @@ def _table(answers: LocalAnswers, inputs: dict) -> State:
     return {"id": inputs["name"], "arn": table["TableArn"], "name": inputs["name"]}
 
 
-def _table_item(answers: LocalAnswers, inputs: dict) -> State:
+def _table_item(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     answers.client("dynamodb").put_item(TableName=inputs["tableName"], Item=json.loads(inputs["item"]))
     return {}
 
@@ -127,7 +127,7 @@ _QUEUE_ATTRIBUTES = {
 }
 
 
-def _queue(answers: LocalAnswers, inputs: dict) -> State:
+def _queue(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     attributes = {
         attribute: str(int(inputs[key])) if isinstance(inputs[key], float) else str(inputs[key])
         for key, attribute in _QUEUE_ATTRIBUTES.items()
@@ -139,8 +139,8 @@ def _queue(answers: LocalAnswers, inputs: dict) -> State:
     return {"id": url, "url": url, "arn": arn, "name": inputs["name"]}
 
 
-def _queue_attribute(attribute: str, key: str) -> Callable[[LocalAnswers, dict], State]:
-    def apply(answers: LocalAnswers, inputs: dict) -> State:
+def _queue_attribute(attribute: str, key: str) -> Callable[[LocalAnswers, dict[str, Any]], State]:
+    def apply(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
         answers.client("sqs").set_queue_attributes(
             QueueUrl=inputs["queueUrl"], Attributes={attribute: inputs[key]}
         )
@@ -149,19 +149,19 @@ def _queue_attribute(attribute: str, key: str) -> Callable[[LocalAnswers, dict],
     return apply
 
 
-def _topic(answers: LocalAnswers, inputs: dict) -> State:
+def _topic(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     arn = answers.client("sns").create_topic(Name=inputs["name"])["TopicArn"]
     return {"id": arn, "arn": arn, "name": inputs["name"]}
 
 
-def _topic_policy(answers: LocalAnswers, inputs: dict) -> State:
+def _topic_policy(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     answers.client("sns").set_topic_attributes(
         TopicArn=inputs["arn"], AttributeName="Policy", AttributeValue=inputs["policy"]
     )
     return {}
 
 
-def _subscription(answers: LocalAnswers, inputs: dict) -> State:
+def _subscription(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     """Email cannot leave this machine: deliver it to an outbox queue that `tap_local outbox` reads."""
     sns, sqs = answers.client("sns"), answers.client("sqs")
     arn = sns.subscribe(TopicArn=inputs["topic"], Protocol=inputs["protocol"], Endpoint=inputs["endpoint"])[
@@ -178,31 +178,31 @@ def _subscription(answers: LocalAnswers, inputs: dict) -> State:
     return {"id": arn, "arn": arn}
 
 
-def _kms_key(answers: LocalAnswers, inputs: dict) -> State:
+def _kms_key(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     metadata = answers.client("kms").create_key(Description=inputs.get("description", ""))["KeyMetadata"]
     return {"id": metadata["KeyId"], "keyId": metadata["KeyId"], "arn": metadata["Arn"]}
 
 
-def _kms_alias(answers: LocalAnswers, inputs: dict) -> State:
+def _kms_alias(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     answers.client("kms").create_alias(AliasName=inputs["name"], TargetKeyId=inputs["targetKeyId"])
     return {}
 
 
-def _secret(answers: LocalAnswers, inputs: dict) -> State:
+def _secret(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     arn = answers.client("secretsmanager").create_secret(
         Name=inputs["name"], Description=inputs.get("description", "")
     )["ARN"]
     return {"id": arn, "arn": arn}
 
 
-def _secret_version(answers: LocalAnswers, inputs: dict) -> State:
+def _secret_version(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     answers.client("secretsmanager").put_secret_value(
         SecretId=inputs["secretId"], SecretString=inputs["secretString"]
     )
     return {}
 
 
-def _log_group(answers: LocalAnswers, inputs: dict) -> State:
+def _log_group(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     logs = answers.client("logs")
     logs.create_log_group(logGroupName=inputs["name"])
     if inputs.get("retentionInDays"):
@@ -210,7 +210,7 @@ def _log_group(answers: LocalAnswers, inputs: dict) -> State:
     return {"id": inputs["name"], "name": inputs["name"]}
 
 
-_PROVISIONERS: dict[str, Callable[[LocalAnswers, dict], State]] = {
+_PROVISIONERS: dict[str, Callable[[LocalAnswers, dict[str, Any]], State]] = {
     "aws:dynamodb/table:Table": _table,
     "aws:dynamodb/tableItem:TableItem": _table_item,
     "aws:sqs/queue:Queue": _queue,

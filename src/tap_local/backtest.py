@@ -27,8 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lib.components.data import MERCHANT_INDEX_NAME
-from lib.components.functions import MERCHANT_INDEX_SHARDS
+from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS
 from tap_local.emulator import CREDENTIALS, endpoint_of
 from tap_pipeline import aws
 from tap_pipeline.backtest import BacktestReport, InvalidProposal, ScoringConfig, backtest, check_proposal

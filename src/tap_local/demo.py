@@ -34,8 +34,10 @@ class _Client:
             response = requests.get(
                 f"{self.url}/{transaction_id}", headers={"x-api-key": self.key}, timeout=30
             )
-            if response.status_code == 200 and response.json()["status"] in FINAL:
-                return response.json()
+            if response.status_code == 200:
+                body: dict[str, Any] = response.json()  # the API answers a GET with a JSON object
+                if body["status"] in FINAL:
+                    return body
             time.sleep(0.5)
         return {"status": "(not final)", "reasons": []}
 

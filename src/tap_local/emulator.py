@@ -25,8 +25,6 @@ import boto3
 from botocore.config import Config
 
 LOOPBACK = "127.0.0.1"
-# moto's fixed account; ARNs the mock engine builds must match what moto returns.
-EMULATOR_ACCOUNT_ID = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 
 
@@ -58,7 +56,7 @@ class _SerializedApp:
         self._app = app
         self.lock = threading.Lock()
 
-    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with self.lock:
             return list(self._app(environ, start_response))
 
@@ -87,7 +85,7 @@ def serve(port: int, announce: Callable[[int], None]) -> None:
     server = create_server(
         app, host=LOOPBACK, port=port, threads=EMULATOR_THREADS, connection_limit=1000, channel_timeout=300
     )
-    announce(int(server.effective_port))  # type: ignore[union-attr]  # a single TCP listener here
+    announce(int(server.effective_port))  # waitress is untyped: a single TCP listener has one port
     server.run()
 
 

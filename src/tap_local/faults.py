@@ -16,9 +16,11 @@ Every injected fault is counted, so a run can print how many it survived.
 from __future__ import annotations
 
 import contextlib
+import email.message
 import http.client
 import json
 import random
+import socket
 import sys
 import threading
 import urllib.parse
@@ -113,9 +115,11 @@ class _QuietServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
+            super().handle_error(request, client_address)
 
 
 class FaultProxy:
@@ -182,11 +186,11 @@ class FaultProxy:
         return None
 
     def forward(
-        self, method: str, path: str, headers: object, body: bytes
+        self, method: str, path: str, headers: email.message.Message[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection(LOOPBACK, self._upstream_port, timeout=60)
         try:
-            forwarded = {k: v for k, v in headers.items() if k.lower() != "connection"}  # type: ignore[attr-defined]
+            forwarded = {k: v for k, v in headers.items() if k.lower() != "connection"}
             connection.request(method, path, body=body or None, headers=forwarded)
             response = connection.getresponse()
             return response.status, dict(response.getheaders()), response.read()

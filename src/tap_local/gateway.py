@@ -26,6 +26,7 @@ from jsonschema import Draft4Validator
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from lib.graph import DEFAULT_ACCOUNT_ID
 from tap_local.workers import FunctionWorkers, Invocation
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
@@ -105,7 +106,8 @@ def _resolve(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]
     node: Any = document
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
-    return node
+    resolved: dict[str, Any] = node  # a $ref of this document names a schema object
+    return resolved
 
 
 class LocalRestApi:
@@ -151,7 +153,7 @@ class LocalRestApi:
             self._thread.join(timeout=10)
         self._server.server_close()
 
-    def _wsgi(self, environ: dict, start_response: Callable) -> Any:
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
         response, invocation = self._handle(request)
         self._on_request(request.method, request.path, response.status_code, invocation)
@@ -204,8 +206,13 @@ class LocalRestApi:
         for parameter in route.operation.get("parameters", []):
             if not parameter.get("required"):
                 continue
-            source = {"query": request.args, "header": request.headers}.get(parameter["in"])
-            if source is not None and not source.get(parameter["name"]):
+            if parameter["in"] == "query":
+                present = bool(request.args.get(parameter["name"]))
+            elif parameter["in"] == "header":
+                present = bool(request.headers.get(parameter["name"]))
+            else:
+                continue
+            if not present:
                 return "BAD_REQUEST_PARAMETERS"
         request_body = route.operation.get("requestBody")
         if not request_body:
@@ -235,7 +242,7 @@ class LocalRestApi:
             "pathParameters": path_parameters or None,
             "stageVariables": None,
             "requestContext": {
-                "accountId": "123456789012",
+                "accountId": DEFAULT_ACCOUNT_ID,
                 "apiId": self.api_id,
                 "stage": self.stage,
                 "resourcePath": route.path_template,

@@ -6,27 +6,33 @@ transaction DLQ goes back to the transaction queue. Implemented as receive / sen
 behaves the same on every emulator version: a message is deleted from the source only after it
 was sent to the destination, so a crash mid-redrive duplicates at worst, and the functions are
 idempotent on the transaction id (replaying a processed transaction changes nothing).
+
+The queues are the ones the running pipeline's outputs file names (as ``backtest`` reads it): the
+transaction queue and DLQ by their output URLs, parking as the DLQ's dead-letter target. No queue
+name is rebuilt here, so renaming a queue in lib/components/messaging.py cannot break redrive.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 SOURCES = ("parking", "transaction-dlq")
 
 
-def queue_urls(sqs: Any, suffix: str) -> dict[str, str]:
-    """Logical name -> URL for the three stack queues, found by their physical names."""
-    names = {
-        "transaction-queue": f"tap-transactions-{suffix}",
-        "transaction-dlq": f"tap-transactions-dlq-{suffix}",
-        "parking": f"tap-failed-handler-dlq-{suffix}",
+def queue_urls(sqs: Any, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """Logical name -> URL for the three stack queues, as the stack wired them: the transaction
+    queue and DLQ from the outputs, parking from the DLQ's redrive policy (its dead-letter target)."""
+    dlq_url = outputs["transaction_dlq_url"]
+    attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    parking_arn = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+    return {
+        "transaction-queue": outputs["transaction_queue_url"],
+        "transaction-dlq": dlq_url,
+        "parking": sqs.get_queue_url(QueueName=parking_arn.rsplit(":", 1)[-1])["QueueUrl"],
     }
-    urls = sqs.list_queues().get("QueueUrls", [])
-    return {logical: url for logical, name in names.items() for url in urls if url.rsplit("/", 1)[-1] == name}
 
 
 def destination_of(source: str, to: str | None = None) -> str:
@@ -78,24 +84,19 @@ def emulator_client(endpoint_url: str, region: str) -> Any:
     )
 
 
-def endpoint_from_outputs(outputs_path: Path) -> str | None:
-    """The running local pipeline's emulator, from the queue URLs in its outputs file."""
-    if not outputs_path.exists():
-        return None
+def main(source: str, endpoint_url: str | None, outputs_path: Path, limit: int, to: str | None = None) -> int:
     from tap_local.emulator import endpoint_of
 
-    return endpoint_of(json.loads(outputs_path.read_text()))
-
-
-def main(source: str, endpoint_url: str | None, outputs_path: Path, limit: int, to: str | None = None) -> int:
-    endpoint_url = endpoint_url or endpoint_from_outputs(outputs_path)
+    if not outputs_path.exists():
+        print(f"No running local pipeline found ({outputs_path}); run `make local` or pass --outputs.")
+        return 1
+    outputs = json.loads(outputs_path.read_text())
+    endpoint_url = endpoint_url or endpoint_of(outputs)
     if not endpoint_url:
         print(f"No running local pipeline found ({outputs_path}); pass --endpoint-url.")
         return 1
-    region = os.environ.get("TAP_LOCAL_REGION", "us-east-2")
-    suffix = os.environ.get("TAP_LOCAL_SUFFIX", "local")
-    sqs = emulator_client(endpoint_url, region)
-    urls = queue_urls(sqs, suffix)
+    sqs = emulator_client(endpoint_url, outputs["region"])
+    urls = queue_urls(sqs, outputs)
     destination = destination_of(source, to)
     moved = redrive(sqs, urls[source], urls[destination], limit)
     print(f"moved {moved} message(s) from {source} to {destination}")

@@ -106,7 +106,8 @@ class _Sandbox:
         line = self.process.stdout.readline()
         if not line:
             raise EOFError(f"worker exited with {self.process.poll()}")
-        return json.loads(line)
+        response: dict[str, Any] = json.loads(line)  # a worker answers with one JSON object a line
+        return response
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -114,7 +115,7 @@ class _Sandbox:
         self.process.wait(timeout=5)
         for stream in (self.process.stdin, self.process.stdout):
             with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]
+                stream.close()  # type: ignore[union-attr]  # both were opened as pipes
 
 
 class FunctionWorkers:

@@ -75,12 +75,14 @@ def fraud_alert(record: dict[str, Any]) -> dict[str, Any]:
 
 def publish_fraud_alert(alert: dict[str, Any], topic_arn: str) -> dict[str, str]:
     """Publish ``alert`` unless an alert for the same transaction id was already published."""
-    return _idempotent_fraud_alert()(alert=alert, topic_arn=topic_arn)
+    published: dict[str, str] = _idempotent_fraud_alert()(alert=alert, topic_arn=topic_arn)
+    return published
 
 
 def publish_ops_notice(notice: dict[str, Any], topic_arn: str) -> dict[str, str]:
     """Publish ``notice`` unless a notice for the same FAILED record was already published."""
-    return _idempotent_ops_notice()(notice=notice, topic_arn=topic_arn)
+    published: dict[str, str] = _idempotent_ops_notice()(notice=notice, topic_arn=topic_arn)
+    return published
 
 
 def clear_cache() -> None:

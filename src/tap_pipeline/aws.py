@@ -66,5 +66,5 @@ def raw_dynamodb() -> Any:
 
 def clear_cache() -> None:
     """Drop cached clients (tests start a fresh moto backend per case)."""
-    for factory in (dynamodb_resource, sqs, sns, secretsmanager, raw_dynamodb):  # type: ignore[attr-defined]
+    for factory in (dynamodb_resource, sqs, sns, secretsmanager, raw_dynamodb):
         factory.cache_clear()

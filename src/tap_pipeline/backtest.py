@@ -33,8 +33,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from tap_contract.api import Status
 from tap_pipeline import rules
-from tap_pipeline.models import Status
 from tap_pipeline.rules import Assessment, Facts
 
 RESCORED_STATUSES = frozenset({Status.CLEARED.value, Status.FLAGGED.value})

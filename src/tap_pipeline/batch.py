@@ -17,6 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
+from tap_contract.metrics import RECORD_PROCESSING_FAILED, RECORD_PROCESSING_SUCCEEDED
 from tap_pipeline.observability import MetricUnit, logger, metrics
 
 
@@ -29,7 +30,7 @@ class LoggingBatchProcessor(BatchProcessor):
         super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def success_handler(self, record: Any, result: Any) -> Any:
-        metrics.add_metric(name="RecordProcessingSucceeded", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=RECORD_PROCESSING_SUCCEEDED, unit=MetricUnit.Count, value=1)
         return super().success_handler(record, result)
 
     def failure_handler(self, record: Any, exception: Any) -> Any:
@@ -46,5 +47,5 @@ class LoggingBatchProcessor(BatchProcessor):
             },
             exc_info=exception,
         )
-        metrics.add_metric(name="RecordProcessingFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=RECORD_PROCESSING_FAILED, unit=MetricUnit.Count, value=1)
         return super().failure_handler(record, exception)

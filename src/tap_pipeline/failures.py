@@ -34,8 +34,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tap_contract.api import Status
+from tap_contract.messages import TransactionMessage
 from tap_pipeline import alerts
-from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import logger
 from tap_pipeline.repository import TransactionStore, iso_millis, record_item
 from tap_pipeline.settings import failed_handler_settings

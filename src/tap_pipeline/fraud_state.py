@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tap_pipeline import amounts, aws, money
+from tap_contract import money
+from tap_contract.messages import TransactionMessage
+from tap_pipeline import amounts, aws
 from tap_pipeline.amounts import AmountProfile
-from tap_pipeline.models import TransactionMessage
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import MerchantConfig, stable_shard
 from tap_pipeline.rules import Facts

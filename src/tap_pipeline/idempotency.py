@@ -67,13 +67,14 @@ def make_idempotent(
     the Python function's, so the fraud detector and the failed handler would each send "their own"
     alert for one transaction; a fixed prefix makes the guarantee hold across functions and renames.
     """
-    return idempotent_function(
+    wrapped: Callable[..., Any] = idempotent_function(
         function,
         data_keyword_argument=data_keyword,
         persistence_store=persistence_layer(),
         config=_config,
         key_prefix=side_effect,
     )
+    return wrapped
 
 
 def clear_cache() -> None:

@@ -2,17 +2,21 @@
 
 Flow for a well-formed request (models already validated shape, card and amount precision):
 
-1. Merchant checks against the cached merchant configuration -> 422 with a reason code.
+1. Merchant checks against the cached merchant configuration -> refused with a reason code.
 2. The card is replaced by its keyed fingerprint + BIN + last 4 (the PAN and CVV go no further).
 3. One ``TransactWriteItems`` writes the RECEIVED record together with its idempotency guard
    (see :meth:`TransactionStore.create_received` for why the guard makes Powertools idempotency
    unnecessary here) and the card event the fraud detector's card history is made of. A repeat
    of the same transaction id with the same body returns the original answer; with a different
    body it is refused with 409.
-4. One ``SendMessage``. If it fails the client gets 503 and the record stays RECEIVED; the client's
+4. One ``SendMessage``. If it fails the request is refused (ENQUEUE_FAILED: the API answers 503) and
+   the record stays RECEIVED; the client's
    retry finds the record still RECEIVED and enqueues it again. Re-enqueueing a RECEIVED record is
    always safe because the fraud detector's status transition is conditional, so no accepted
    transaction is ever left without a message, and a duplicate message changes nothing.
+
+The result is typed (:data:`Outcome`: :class:`Accepted` or :class:`Refused` with an
+:class:`~tap_contract.api.ErrorCode`); only the handler knows which HTTP status each maps to.
 
 Happy path cost: 2 billable requests (TransactWriteItems + SendMessage); merchant config and the
 fingerprint key come from in-memory caches.
@@ -27,14 +31,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from hashlib import sha256
-from typing import Any
+from typing import Any, TypeAlias
 
-from tap_pipeline import aws, card, keys, money
+from tap_contract import money
+from tap_contract.api import CardDisplay, ErrorCode, Status, TransactionRequest, TransactionView
+from tap_contract.messages import CardSnapshot, TransactionMessage
+from tap_pipeline import aws, card, keys
 from tap_pipeline.fraud_state import card_event_item
-from tap_pipeline.models import CardSnapshot, Status, TransactionMessage, TransactionRequest
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import (
     AlreadyExists,
+    ConcurrentRequest,
     MerchantConfig,
     MerchantDirectory,
     TransactionStore,
@@ -46,16 +53,26 @@ from tap_pipeline.settings import validator_settings
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What the API answers; ``code`` is the metric reason for anything but 202."""
+class Accepted:
+    """Recorded and queued (or recorded and queued before: an honest retry)."""
 
-    status: int
-    body: dict[str, Any]
-    code: str = "ACCEPTED"
+    transaction_id: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Not accepted, for ``code``; ``transaction_id`` when a record exists for it (409, 503)."""
+
+    code: ErrorCode
+    message: str
+    transaction_id: str | None = None
+
+
+Outcome: TypeAlias = Accepted | Refused
 
 
 class Rejection(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -76,26 +93,30 @@ def store() -> TransactionStore:
 def check_merchant(merchant: MerchantConfig | None, request: TransactionRequest) -> None:
     """Business rules of P2; raises :class:`Rejection` with a stable reason code."""
     if merchant is None:
-        raise Rejection("MERCHANT_NOT_FOUND", f"merchant {request.merchant_id} is not known")
+        raise Rejection(ErrorCode.MERCHANT_NOT_FOUND, f"merchant {request.merchant_id} is not known")
     if not merchant.active:
-        raise Rejection("MERCHANT_INACTIVE", f"merchant {request.merchant_id} is not active")
+        raise Rejection(ErrorCode.MERCHANT_INACTIVE, f"merchant {request.merchant_id} is not active")
     if request.currency not in merchant.allowed_currencies:
-        raise Rejection("CURRENCY_NOT_ALLOWED", f"merchant does not accept {request.currency}")
+        raise Rejection(ErrorCode.CURRENCY_NOT_ALLOWED, f"merchant does not accept {request.currency}")
     amount = money.parse_amount(request.amount, request.currency)
     if amount < merchant.min_amount:
-        raise Rejection("AMOUNT_BELOW_MINIMUM", f"amount is below the merchant minimum {merchant.min_amount}")
+        raise Rejection(
+            ErrorCode.AMOUNT_BELOW_MINIMUM, f"amount is below the merchant minimum {merchant.min_amount}"
+        )
     if amount > merchant.max_amount:
-        raise Rejection("AMOUNT_ABOVE_MAXIMUM", f"amount is above the merchant maximum {merchant.max_amount}")
+        raise Rejection(
+            ErrorCode.AMOUNT_ABOVE_MAXIMUM, f"amount is above the merchant maximum {merchant.max_amount}"
+        )
 
 
-def card_reference(request: TransactionRequest, key: bytes) -> card.CardReference:
+def card_reference(request: TransactionRequest, key: bytes) -> CardSnapshot:
     if request.card.token is not None:
         return card.reference_for_token(key, request.card.token)
     assert request.card.number is not None  # guaranteed by CardInput's validator
     return card.reference_for_pan(key, request.card.number)
 
 
-def request_hash(request: TransactionRequest, reference: card.CardReference, key: bytes) -> str:
+def request_hash(request: TransactionRequest, reference: CardSnapshot, key: bytes) -> str:
     """Keyed hash of the request's meaning, to tell an honest retry from a reused id.
 
     Built from the card *fingerprint* (never the PAN) and keyed with the fingerprint key, so the
@@ -116,7 +137,7 @@ def request_hash(request: TransactionRequest, reference: card.CardReference, key
 
 
 def build_message(
-    request: TransactionRequest, reference: card.CardReference, transaction_id: str, now: datetime
+    request: TransactionRequest, reference: CardSnapshot, transaction_id: str, now: datetime
 ) -> TransactionMessage:
     shards = validator_settings().merchants.merchant_index_shards
     return TransactionMessage(
@@ -126,9 +147,7 @@ def build_message(
         merchant_shard=merchant_shard_key(request.merchant_id, transaction_id, shards),
         amount=money.format_amount(money.parse_amount(request.amount, request.currency), request.currency),
         currency=request.currency,
-        card=CardSnapshot(
-            fingerprint=reference.fingerprint, kind=reference.kind, bin=reference.bin, last4=reference.last4
-        ),
+        card=reference,
         customer_id=request.customer_id,
         country=request.country,
         client_timestamp=request.timestamp,
@@ -144,49 +163,37 @@ def enqueue(message: TransactionMessage) -> None:
     )
 
 
-def _accepted(transaction_id: str) -> Outcome:
-    return Outcome(202, {"transaction_id": transaction_id, "status": "PENDING"})
-
-
-def _enqueue_or_503(message: TransactionMessage) -> Outcome:
+def _enqueue(message: TransactionMessage) -> Outcome:
     try:
         enqueue(message)
     except Exception:
         # The RECEIVED record stays; the client's retry (same transaction_id) re-enqueues it.
-        logger.exception("enqueue failed; answering 503 so the client retries")
-        return Outcome(
-            503,
-            {
-                "code": "ENQUEUE_FAILED",
-                "message": "transaction recorded but not yet queued; retry with the same transaction_id",
-                "transaction_id": message.transaction_id,
-            },
-            "ENQUEUE_FAILED",
+        logger.exception("enqueue failed; refusing so the client retries")
+        return Refused(
+            ErrorCode.ENQUEUE_FAILED,
+            "transaction recorded but not yet queued; retry with the same transaction_id",
+            message.transaction_id,
         )
-    return _accepted(message.transaction_id)
+    return Accepted(message.transaction_id)
 
 
 def _replay(guard: dict[str, Any], digest: str) -> Outcome:
     """Answer a repeated transaction id: original answer, re-enqueue if still RECEIVED, or 409."""
     transaction_id = guard["transaction_id"]
     if not hmac.compare_digest(str(guard.get("request_hash", "")), digest):
-        return Outcome(
-            409,
-            {
-                "code": "IDEMPOTENCY_KEY_REUSED",
-                "message": "transaction_id was already used for a different request",
-                "transaction_id": transaction_id,
-            },
-            "IDEMPOTENCY_KEY_REUSED",
+        return Refused(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "transaction_id was already used for a different request",
+            transaction_id,
         )
     record = store().get_record(transaction_id, guard["record_timestamp"])
     if record is not None and record.get("status") == Status.RECEIVED.value:
         logger.info("repeated request for a transaction still RECEIVED; enqueueing it again")
-        return _enqueue_or_503(message_from_record(record))
+        return _enqueue(message_from_record(record))
     logger.info(
         "repeated request; returning the original answer", extra={"status": record and record["status"]}
     )
-    return _accepted(transaction_id)
+    return Accepted(transaction_id)
 
 
 def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
@@ -206,16 +213,45 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
             guard = store().get_guard(request.transaction_id)
             if guard is not None:
                 return _replay(guard, digest)
-        return Outcome(422, {"code": rejection.code, "message": rejection.message}, rejection.code)
+        return Refused(rejection.code, rejection.message)
 
     message = build_message(request, reference, transaction_id, now)
     # The card event goes in with the record, so the detector's card history is complete for
     # every transaction received before this one, whatever order their messages are processed in.
     card_event = {"TableName": validator_settings().fraud_state_table, "Item": card_event_item(message)}
-    result = store().create_received(message, digest, int(now.timestamp()), also_put=[card_event])
+    try:
+        result = store().create_received(message, digest, int(now.timestamp()), also_put=[card_event])
+    except ConcurrentRequest:
+        return Refused(
+            ErrorCode.REQUEST_IN_PROGRESS, "the same transaction_id is being processed; retry shortly"
+        )
     if isinstance(result, AlreadyExists):
         return _replay(result.guard, digest)
-    return _enqueue_or_503(message)
+    return _enqueue(message)
+
+
+def lookup(transaction_id: str) -> TransactionView | None:
+    """What GET shows of a record: status, score, reasons and the card as BIN + last 4 only.
+
+    Uses ``.get`` throughout: FAILED records of poison messages have no merchant or amount.
+    """
+    record = store().find(transaction_id)
+    if record is None:
+        return None
+    amount, currency = record.get("amount"), record.get("currency")
+    score = record.get("fraud_score")
+    return TransactionView(
+        transaction_id=record["transaction_id"],
+        status=record["status"],
+        timestamp=record.get("timestamp"),
+        merchant_id=record.get("merchant_id"),
+        amount=money.format_amount(amount, currency) if amount is not None and currency else None,
+        currency=currency,
+        card=CardDisplay(bin=record.get("card_bin"), last4=record.get("card_last4")),
+        fraud_score=int(score) if score is not None else None,
+        reasons=[str(reason) for reason in record.get("reasons") or []],
+        failure_reason=record.get("failure_reason") or None,
+    )
 
 
 def clear_cache() -> None:

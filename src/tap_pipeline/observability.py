@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from tap_pipeline.card import luhn_valid
+from tap_contract.card_numbers import luhn_valid
 
 # Runs of digits, allowing the single separators people type between groups (space, dash).
 _DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")

@@ -24,8 +24,9 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from tap_contract.api import Status
+from tap_contract.messages import TransactionMessage
 from tap_pipeline import aws
-from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import tracer
 
 _deserializer = TypeDeserializer()
@@ -151,7 +152,7 @@ def record_item(message: TransactionMessage) -> dict[str, Any]:
 
 def message_from_record(item: dict[str, Any]) -> TransactionMessage:
     """Rebuild the queue message of a stored record (used to re-enqueue after an enqueue failure)."""
-    from tap_pipeline.money import format_amount
+    from tap_contract.money import format_amount
 
     return TransactionMessage(
         transaction_id=item["transaction_id"],
@@ -262,7 +263,8 @@ class TransactionStore:
         response = aws.dynamodb().get_item(
             TableName=self.idempotency_table, Key={"id": guard_id(transaction_id)}, ConsistentRead=True
         )
-        return response.get("Item")
+        guard: dict[str, Any] | None = response.get("Item")
+        return guard
 
     @tracer.capture_method(capture_response=False)
     def get_record(self, transaction_id: str, timestamp: str) -> dict[str, Any] | None:
@@ -271,7 +273,8 @@ class TransactionStore:
             Key={"transaction_id": transaction_id, "timestamp": timestamp},
             ConsistentRead=True,
         )
-        return response.get("Item")
+        record: dict[str, Any] | None = response.get("Item")
+        return record
 
     @tracer.capture_method(capture_response=False)
     def find(self, transaction_id: str) -> dict[str, Any] | None:

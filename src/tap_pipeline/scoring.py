@@ -21,10 +21,11 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from tap_contract.api import Status
+from tap_contract.messages import TransactionMessage
 from tap_pipeline import alerts, rules
 from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.fraud_state import FraudState, ProfileBuffer, derive_facts
-from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import logger, tracer
 from tap_pipeline.repository import MerchantDirectory, TransactionStore, iso_millis
 from tap_pipeline.settings import fraud_detector_settings

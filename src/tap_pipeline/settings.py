@@ -1,9 +1,8 @@
 """Environment configuration for the three functions.
 
-The stack (``lib/``) and this package meet only through the variables listed in
-``docs/function-contract.md``. :data:`FUNCTION_ENVIRONMENT` declares, per function, exactly which
-variables the function depends on (including the ``POWERTOOLS_*`` ones Powertools reads itself), so
-the stack's contract test can compare it with the environment it deploys.
+The stack (``lib/``) and this package meet only through the variables that
+:mod:`tap_contract.environment` declares per function (and ``docs/function-contract.md`` lists); a
+contract test compares that declaration with the environment the stack deploys.
 
 Settings are read lazily (first invocation, not import) and a missing or malformed variable raises
 :class:`ConfigurationError` naming the variable, so a misconfigured deployment fails loudly on its
@@ -13,58 +12,8 @@ first request instead of half-working.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-
-COMMON_ENVIRONMENT: tuple[str, ...] = (
-    "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
-    "POWERTOOLS_LOG_LEVEL",
-    "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
-    "ENVIRONMENT_SUFFIX",
-    "TRANSACTIONS_TABLE_NAME",
-    "IDEMPOTENCY_TABLE_NAME",
-)
-
-FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
-    "validator": frozenset(
-        (
-            *COMMON_ENVIRONMENT,
-            "MERCHANT_CONFIG_TABLE_NAME",
-            "TRANSACTION_QUEUE_URL",
-            "FRAUD_STATE_TABLE_NAME",
-            "CARD_FINGERPRINT_SECRET_ARN",
-            "MERCHANT_CACHE_TTL_SECONDS",
-            "MERCHANT_INDEX_NAME",
-            "MERCHANT_INDEX_SHARDS",
-        )
-    ),
-    "fraud-detector": frozenset(
-        (
-            *COMMON_ENVIRONMENT,
-            "MERCHANT_CONFIG_TABLE_NAME",
-            "MERCHANT_CACHE_TTL_SECONDS",
-            "MERCHANT_INDEX_NAME",
-            "MERCHANT_INDEX_SHARDS",
-            "FRAUD_STATE_TABLE_NAME",
-            "FRAUD_STATE_SHARDS",
-            "FRAUD_PROFILE_CACHE_SECONDS",
-            "FRAUD_ALERT_TOPIC_ARN",
-        )
-    ),
-    "failed-handler": frozenset((*COMMON_ENVIRONMENT, "OPS_ALERT_TOPIC_ARN", "FRAUD_ALERT_TOPIC_ARN")),
-}
-"""Per function (keyed by its ``POWERTOOLS_SERVICE_NAME``): every environment variable it needs."""
-
-
-def required_environment(function: str) -> frozenset[str]:
-    """The environment variable names ``function`` (validator / fraud-detector / failed-handler) needs."""
-    try:
-        return FUNCTION_ENVIRONMENT[function]
-    except KeyError:
-        known = sorted(FUNCTION_ENVIRONMENT)
-        raise ValueError(f"unknown function {function!r}; expected one of {known}") from None
 
 
 class ConfigurationError(RuntimeError):

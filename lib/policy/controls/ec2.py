@@ -26,6 +26,7 @@ INTERNET_PATH_TYPES = (
 )
 
 # EC2.19's high-risk ports (Security Hub's list).
+HIGH_RISK_PORTS: tuple[int, ...]
 HIGH_RISK_PORTS = (20, 21, 22, 23, 25, 110, 135, 143, 445, 1433, 1434, 3000, 3306, 3389, 4333, 5000, 5432)
 HIGH_RISK_PORTS += (5500, 5601, 8080, 8088, 8888, 9200, 9300)
 

@@ -24,6 +24,7 @@ from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 
 from tap_local.moto_fixes.patching import Patch, Patches
+from tap_local.moto_fixes.table_items import items_by_hash_key, partitions
 
 _partition_scope = threading.local()
 
@@ -32,12 +33,13 @@ def _all_items(self: Table) -> list[Item]:
     scope = getattr(_partition_scope, "partition", None)
     if scope is None or scope[0] is not self:
         return _ALL_ITEMS.original(self)
-    partition = self.items.get(scope[1])
+    if not self.range_key_attr:
+        item = items_by_hash_key(self).get(scope[1])
+        return [] if item is None else [item]
+    partition = partitions(self).get(scope[1])
     if partition is None:
         return []
-    if not self.range_key_attr:
-        return [partition]  # type: ignore[list-item]  # moto keeps a bare Item when there is no range key
-    return sorted(partition.values(), key=lambda item: item.range_key)  # type: ignore[arg-type,return-value]  # range keys are set on a table that has them
+    return [partition[range_key] for range_key in sorted(partition)]  # each item under its range key
 
 
 def _query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:

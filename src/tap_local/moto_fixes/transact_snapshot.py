@@ -44,6 +44,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 
 from tap_local.moto_fixes.patching import Patch, Patches
+from tap_local.moto_fixes.table_items import items_by_hash_key, partitions
 
 _real_deepcopy = copy.deepcopy
 _in_patched_transaction = threading.local()
@@ -88,7 +89,8 @@ class TouchedItemsSnapshot:
         streams: dict[int, tuple[Table, int]] = {}
         for action in transact_items:
             for operation in action.values():
-                table = backend.tables.get((operation or {}).get("TableName"))
+                table_name = (operation or {}).get("TableName")
+                table = backend.tables.get(table_name) if isinstance(table_name, str) else None
                 key = _addressed_key(table, operation) if table is not None else None
                 if table is None or key is None:
                     continue  # moto refuses this action before it can write anything
@@ -113,13 +115,14 @@ class TouchedItemsSnapshot:
         # Reversed, so that when one item is addressed twice (moto then refuses the transaction)
         # the state from before the first action is the one that stays.
         for entry in reversed(self.saved):
-            items = entry.table.items
-            if entry.range_key is None:
+            if entry.range_key is None:  # a table without a sort key
+                by_hash_key = items_by_hash_key(entry.table)
                 if entry.item is None:
-                    items.pop(entry.hash_key, None)
+                    by_hash_key.pop(entry.hash_key, None)
                 else:
-                    items[entry.hash_key] = entry.item
+                    by_hash_key[entry.hash_key] = entry.item
                 continue
+            items = partitions(entry.table)
             if entry.item is None:
                 if entry.hash_key in items:
                     items[entry.hash_key].pop(entry.range_key, None)

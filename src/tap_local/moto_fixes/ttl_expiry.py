@@ -26,6 +26,8 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 
+from tap_local.moto_fixes.table_items import items_by_hash_key, partitions
+
 
 def expired(item: Item, attribute: str, now: float) -> bool:
     value = item.attrs.get(attribute)
@@ -40,8 +42,8 @@ def expired(item: Item, attribute: str, now: float) -> bool:
 def _items(table: Table) -> list[Item]:
     """Every item, unsorted (Table.all_items sorts the whole table, which a sweep does not need)."""
     if table.range_key_attr is None:
-        return list(table.items.values())  # type: ignore[arg-type]  # moto keeps bare Items here
-    return [item for partition in table.items.values() for item in partition.values()]
+        return list(items_by_hash_key(table).values())
+    return [item for partition in partitions(table).values() for item in partition.values()]
 
 
 def delete_expired_from(table: Table, now: float) -> int:
@@ -62,7 +64,9 @@ def delete_expired(now: float | None = None) -> int:
     process emulates; how many. The caller must keep every request out meanwhile."""
     moment = time.time() if now is None else now
     deleted = 0
-    for _, _, backend in dynamodb_backends.iter_backends():
-        for table in list(backend.tables.values()):
-            deleted += delete_expired_from(table, moment)
+    # By account, then region (iter_backends would type each backend as moto's BaseBackend).
+    for regions in dynamodb_backends.values():
+        for backend in regions.values():
+            for table in list(backend.tables.values()):
+                deleted += delete_expired_from(table, moment)
     return deleted

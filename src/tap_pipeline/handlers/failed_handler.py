@@ -7,7 +7,7 @@ the failed handler's own DLQ: a dead letter is never dropped.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -16,6 +16,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from tap_pipeline import failures, idempotency
 from tap_pipeline.batch import LoggingBatchProcessor
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
+
+if TYPE_CHECKING:  # the batch utility's response type; not needed at run time
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 processor = LoggingBatchProcessor()
 
@@ -49,7 +52,7 @@ def record_handler(record: SQSRecord) -> str:
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from tap_contract.api import Status
+from tap_contract.messages import TransactionMessage
+
 # The main path is imported at init (the package docstring says why).
 from tap_pipeline import idempotency, rules, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
-from tap_pipeline.models import Status, TransactionMessage
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.repository import iso_millis
+
+if TYPE_CHECKING:  # the batch utility's response type; not needed at run time
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 # Powertools' batch utility is imported before pydantic on purpose: it loads its pydantic parser
 # models only if pydantic is already imported.
@@ -67,7 +72,7 @@ def record_handler(record: SQSRecord) -> str:
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
     scoring.profile_buffer.clear()
     try:

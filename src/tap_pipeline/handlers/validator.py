@@ -2,6 +2,7 @@
 
 Routing is two routes, done by hand: it keeps the cold start small and gives full control over the
 4xx bodies (one message per bad field, never echoing a submitted value, which may be card data).
+This module alone maps the domain's typed outcomes (:mod:`tap_pipeline.intake`) to HTTP statuses.
 """
 
 from __future__ import annotations
@@ -15,12 +16,28 @@ from aws_lambda_powertools.logging import correlation_paths
 from pydantic import ValidationError
 
 # The main path is imported at init (the package docstring says why).
-from tap_pipeline import http, intake, money
-from tap_pipeline.models import ID_CHARACTERS, TransactionRequest, field_errors, is_transaction_id
+from tap_contract.api import (
+    ID_CHARACTERS,
+    ErrorCode,
+    FieldError,
+    TransactionAccepted,
+    TransactionRequest,
+    field_errors,
+    is_transaction_id,
+)
+from tap_contract.metrics import INTERNAL_ERROR
+from tap_pipeline import http, intake
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
-from tap_pipeline.repository import ConcurrentRequest
 
 MAX_BODY_BYTES = 16 * 1024
+
+# The status of each refusal the domain can return; every other refusal is a merchant rule (422).
+REFUSAL_STATUS = {
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 409,
+    ErrorCode.ENQUEUE_FAILED: 503,
+    ErrorCode.REQUEST_IN_PROGRESS: 503,
+}
+MERCHANT_RULE_STATUS = 422
 
 
 def _count_rejection(code: str) -> None:
@@ -28,10 +45,12 @@ def _count_rejection(code: str) -> None:
     count_with_dimension("TransactionRejectedByReason", "reason", code)
 
 
-def _reject(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+def _reject(
+    status: int, code: ErrorCode, message: str, errors: list[FieldError] | None = None
+) -> dict[str, Any]:
     _count_rejection(code)
     logger.info("request rejected", extra={"status_code": status, "reason": code})
-    return http.error(status, code, message, **extra)
+    return http.error(status, code, message, errors=errors)
 
 
 def _body(event: dict[str, Any]) -> bytes | None:
@@ -43,47 +62,45 @@ def _body(event: dict[str, Any]) -> bytes | None:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             return b"\x00invalid-base64"
-    return raw.encode("utf-8", errors="surrogatepass")
+    text: str = raw  # API Gateway's proxy event carries the body as a string
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
     body = _body(event)
     if not body:
-        return _reject(400, "MALFORMED_REQUEST", "request body is empty; expected a JSON object")
+        return _reject(400, ErrorCode.MALFORMED_REQUEST, "request body is empty; expected a JSON object")
     if len(body) > MAX_BODY_BYTES:
-        return _reject(400, "MALFORMED_REQUEST", f"request body is larger than {MAX_BODY_BYTES} bytes")
+        return _reject(
+            400, ErrorCode.MALFORMED_REQUEST, f"request body is larger than {MAX_BODY_BYTES} bytes"
+        )
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return _reject(400, "MALFORMED_REQUEST", "request body is not valid JSON")
+        return _reject(400, ErrorCode.MALFORMED_REQUEST, "request body is not valid JSON")
     if not isinstance(document, dict):
-        return _reject(400, "MALFORMED_REQUEST", "request body must be a JSON object")
+        return _reject(400, ErrorCode.MALFORMED_REQUEST, "request body must be a JSON object")
     try:
         request = TransactionRequest.model_validate(document)
     except ValidationError as exc:
         errors = field_errors(exc)
-        summary = "; ".join(f"{e['field']} {e['message']}" for e in errors)
-        return _reject(400, "MALFORMED_REQUEST", f"invalid request: {summary}", errors=errors)
+        summary = "; ".join(f"{e.field} {e.message}" for e in errors)
+        return _reject(400, ErrorCode.MALFORMED_REQUEST, f"invalid request: {summary}", errors)
 
-    try:
-        outcome = intake.accept(request)
-    except ConcurrentRequest:
-        return _reject(
-            503, "REQUEST_IN_PROGRESS", "the same transaction_id is being processed; retry shortly"
-        )
-    if outcome.status == 202:
+    outcome = intake.accept(request)
+    if isinstance(outcome, intake.Accepted):
         metrics.add_metric(name="TransactionAccepted", unit=MetricUnit.Count, value=1)
         logger.info("transaction accepted")
-        return http.response(
-            202, outcome.body, {"Location": f"/transaction/{outcome.body['transaction_id']}"}
-        )
+        accepted = TransactionAccepted(transaction_id=outcome.transaction_id, status="PENDING")
+        location = {"Location": f"/transaction/{outcome.transaction_id}"}
+        return http.response(202, accepted.to_json(), location)
+    status = REFUSAL_STATUS.get(outcome.code, MERCHANT_RULE_STATUS)
     _count_rejection(outcome.code)
-    if outcome.status >= 500:
-        # Not the client's doing (the enqueue failed): an error of this function for its C6 alarm.
-        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
-    logger.info("request refused", extra={"status_code": outcome.status, "reason": outcome.code})
-    headers = {"Retry-After": "1"} if outcome.status == 503 else None
-    return http.response(outcome.status, outcome.body, headers)
+    if outcome.code is ErrorCode.ENQUEUE_FAILED:
+        # Not the client's doing: an error of this function for its C6 alarm.
+        metrics.add_metric(name=INTERNAL_ERROR, unit=MetricUnit.Count, value=1)
+    logger.info("request refused", extra={"status_code": status, "reason": outcome.code})
+    return http.error(status, outcome.code, outcome.message, transaction_id=outcome.transaction_id)
 
 
 def get_transaction(transaction_id: str | None) -> dict[str, Any]:
@@ -93,37 +110,15 @@ def get_transaction(transaction_id: str | None) -> dict[str, Any]:
     if not transaction_id or not is_transaction_id(transaction_id):
         return http.error(
             400,
-            "INVALID_TRANSACTION_ID",
+            ErrorCode.INVALID_TRANSACTION_ID,
             f"transaction_id must be 1-64 characters of {ID_CHARACTERS}, "
             "starting with a letter or digit, and must not be a card number",
         )
     logger.append_keys(transaction_id=transaction_id)
-    record = intake.store().find(transaction_id)
-    if record is None:
-        return http.error(404, "NOT_FOUND", f"transaction {transaction_id} not found")
-    return http.response(200, transaction_view(record))
-
-
-def transaction_view(record: dict[str, Any]) -> dict[str, Any]:
-    """What GET shows of a record: status, score, reasons and the card as BIN + last 4 only.
-
-    Uses ``.get`` throughout: FAILED records of poison messages have no merchant or amount.
-    """
-    amount, currency = record.get("amount"), record.get("currency")
-    body = {
-        "transaction_id": record["transaction_id"],
-        "status": record.get("status"),
-        "timestamp": record.get("timestamp"),
-        "merchant_id": record.get("merchant_id"),
-        "amount": money.format_amount(amount, currency) if amount is not None and currency else None,
-        "currency": currency,
-        "card": {"bin": record.get("card_bin"), "last4": record.get("card_last4")},
-        "fraud_score": record.get("fraud_score"),
-        "reasons": list(record.get("reasons") or []),
-    }
-    if record.get("failure_reason"):
-        body["failure_reason"] = record["failure_reason"]
-    return body
+    view = intake.lookup(transaction_id)
+    if view is None:
+        return http.error(404, ErrorCode.NOT_FOUND, f"transaction {transaction_id} not found")
+    return http.response(200, view.to_json())
 
 
 # log_event=False explicitly: the raw event holds the PAN and CVV, and POWERTOOLS_LOGGER_LOG_EVENT
@@ -140,8 +135,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Retrying is always safe (the transaction id makes POST idempotent), so an unexpected
         # failure (throttling, a timeout, a bug) is a retryable 503, not API Gateway's bare 502.
         logger.exception("unhandled error while serving the request")
-        metrics.add_metric(name="InternalError", unit=MetricUnit.Count, value=1)
-        return http.error(503, "TEMPORARILY_UNAVAILABLE", "the request could not be completed; retry it")
+        metrics.add_metric(name=INTERNAL_ERROR, unit=MetricUnit.Count, value=1)
+        return http.error(
+            503, ErrorCode.TEMPORARILY_UNAVAILABLE, "the request could not be completed; retry it"
+        )
 
 
 def route(event: dict[str, Any]) -> dict[str, Any]:
@@ -153,4 +150,4 @@ def route(event: dict[str, Any]) -> dict[str, Any]:
         parameters = event.get("pathParameters") or {}
         return get_transaction(parameters.get("transaction_id") or resource.rsplit("/", 1)[-1])
     metrics.add_metric(name="UnknownRoute", unit=MetricUnit.Count, value=1)
-    return http.error(404, "NOT_FOUND", f"no route for {method} {resource}")
+    return http.error(404, ErrorCode.NOT_FOUND, f"no route for {method} {resource}")

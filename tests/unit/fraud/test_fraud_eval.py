@@ -38,8 +38,8 @@ def test_generator_is_seeded_and_labels_what_should_be_flagged():
 
 
 def test_generated_ids_never_look_like_card_numbers():
-    from tap_pipeline.card import looks_like_pan
-    from tap_pipeline.models import is_transaction_id
+    from tap_contract.api import is_transaction_id
+    from tap_contract.card_numbers import looks_like_pan
 
     for seed in (1, 2, 3):
         for transaction in traffic.generate(seed, traffic.QUICK):

@@ -315,7 +315,7 @@ def _deliver_in_batches(pipeline: Any, messages: list[dict[str, Any]]) -> None:
 
 def _fresh_pan(serial: int) -> str:
     """A distinct Luhn-valid Visa-range PAN per serial number (history must not trip card rules)."""
-    from tap_pipeline.card import luhn_valid
+    from tap_contract.card_numbers import luhn_valid
 
     body = f"4{serial:014d}"
     return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tap_contract.messages import CardSnapshot, TransactionMessage
 from tap_pipeline import amounts, fraud_state
 from tap_pipeline.amounts import AmountProfile
 from tap_pipeline.fraud_state import (
@@ -25,7 +26,6 @@ from tap_pipeline.fraud_state import (
     is_small,
     received_ms,
 )
-from tap_pipeline.models import CardSnapshot, TransactionMessage
 from tap_pipeline.repository import TransactionStore, iso_millis, merchant_shard_key, stable_shard
 
 MERCHANT = "hot-merchant"

@@ -7,7 +7,9 @@ import json
 import pytest
 from jsonschema import Draft4Validator
 
-from tap_pipeline import models, settings
+from tap_contract import api as models
+from tap_contract import environment
+from tap_pipeline import settings
 from tests.unit.functions.conftest import ENVIRONMENT, FUTURE_EXPIRY, VISA, transaction
 
 DRAFT4_KEYWORDS = {
@@ -96,22 +98,22 @@ def test_schema_is_a_fresh_copy_each_call():
 
 
 def test_every_function_declares_its_environment():
-    common = set(settings.COMMON_ENVIRONMENT)
+    common = set(environment.COMMON_ENVIRONMENT)
 
-    assert settings.required_environment("validator") >= common | {
+    assert environment.required_environment("validator") >= common | {
         "TRANSACTION_QUEUE_URL",
         "CARD_FINGERPRINT_SECRET_ARN",
     }
-    assert settings.required_environment("fraud-detector") >= common | {
+    assert environment.required_environment("fraud-detector") >= common | {
         "FRAUD_STATE_TABLE_NAME",
         "FRAUD_ALERT_TOPIC_ARN",
     }
-    assert settings.required_environment("failed-handler") == common | {
+    assert environment.required_environment("failed-handler") == common | {
         "OPS_ALERT_TOPIC_ARN",
         "FRAUD_ALERT_TOPIC_ARN",
     }
     with pytest.raises(ValueError, match="unknown function"):
-        settings.required_environment("nope")
+        environment.required_environment("nope")
 
 
 @pytest.mark.parametrize(
@@ -124,7 +126,7 @@ def test_every_function_declares_its_environment():
 )
 def test_settings_read_exactly_the_declared_variables(monkeypatch, function, loader):
     """Each loader fails, naming the variable, when any declared non-Powertools variable is absent."""
-    declared = settings.required_environment(function)
+    declared = environment.required_environment(function)
     ours = sorted(name for name in declared if not name.startswith("POWERTOOLS_"))
     for name in ours:
         monkeypatch.setenv(name, ENVIRONMENT.get(name, "value"))
@@ -140,7 +142,7 @@ def test_settings_read_exactly_the_declared_variables(monkeypatch, function, loa
 
 
 def test_numeric_settings_are_validated(monkeypatch):
-    for name in settings.required_environment("fraud-detector"):
+    for name in environment.required_environment("fraud-detector"):
         monkeypatch.setenv(name, ENVIRONMENT.get(name, "value"))
     monkeypatch.setenv("FRAUD_STATE_SHARDS", "sixteen")
     settings.clear_cache()

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_pipeline import card
+from tap_contract import card_numbers
 from tap_pipeline.observability import redact_pans
 from tests.unit.functions.conftest import FUTURE_EXPIRY, transaction
 
@@ -19,7 +19,7 @@ CVVS = ["123", "456", "7890", "321", "654"]
 
 def _luhn_complete(partial: str) -> str:
     for check in "0123456789":
-        if card.luhn_valid(partial + check):
+        if card_numbers.luhn_valid(partial + check):
             return partial + check
     raise AssertionError("unreachable: one check digit always fits")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 import lib.components.data as data_component
 import lib.components.functions as functions_component
+from tap_local import redrive
 from tap_local.pipeline import LocalConfig, LocalPipeline
 
 
@@ -64,6 +66,21 @@ def test_default_stack_runs_locally_with_its_own_values_and_lists_what_only_aws_
         "aws:cloudwatch/metricAlarm:MetricAlarm",
     } <= aws_only
     assert pipeline.outputs["api_url"].startswith(f"http://127.0.0.1:{pipeline.api.port}/local/")
+
+
+def test_redrive_finds_the_stack_queues_from_the_outputs_file_alone(start_pipeline, capsys):
+    pipeline = start_pipeline()
+    sqs = pipeline.emulator.client("sqs")
+    queues = {q.name: q.state["url"] for q in pipeline.graph.of_type("aws:sqs/queue:Queue")}
+    outputs = json.loads(pipeline.config.outputs_path.read_text())
+    assert redrive.queue_urls(sqs, outputs) == {
+        "transaction-queue": queues["transaction-queue"],
+        "transaction-dlq": queues["transaction-dlq"],
+        "parking": queues["parking-dlq"],  # the failed handler's DLQ: not a stack output
+    }
+    sqs.send_message(QueueUrl=queues["parking-dlq"], MessageBody="{}")
+    assert redrive.main("parking", None, pipeline.config.outputs_path, limit=10, to="transaction-dlq") == 0
+    assert capsys.readouterr().out == "moved 1 message(s) from parking to transaction-dlq\n"
 
 
 def test_stop_leaves_no_process_or_port_behind(start_pipeline):

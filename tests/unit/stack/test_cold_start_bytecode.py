@@ -124,7 +124,7 @@ def test_code_asset_bytecode_is_one_reproducible_pyc_per_source_with_lambda_path
     sources = packaging.function_source_files()
     assert sorted(first) == sorted(str(bytecode_of(Path(name))) for name in sources)
     for archive_name, path in first.items():
-        assert archive_name.startswith("tap_pipeline/") and "/__pycache__/" in archive_name
+        assert archive_name.startswith(("tap_pipeline/", "tap_contract/")) and "/__pycache__/" in archive_name
         assert pyc_flags(path) == CHECKED_HASH_FLAGS
     handler = first[str(bytecode_of(Path("tap_pipeline/handlers/validator.py")))]
     code = marshal.loads(handler.read_bytes()[16:])  # noqa: S302 - bytecode we just compiled

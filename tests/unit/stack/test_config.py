@@ -12,7 +12,6 @@ import pytest
 from lib.config import ConfigError, load_settings
 from lib.graph import AwsLikeAnswers, StackGraph, evaluate
 from lib.packaging import REPO_ROOT
-from lib.tap_stack import OUTPUT_KEYS
 from tests.unit.stack.conftest import fake_built_layer
 
 PROJECT = "tap-transaction-pipeline"
@@ -94,6 +93,41 @@ def test_optional_numbers_and_stage_name(config):
     assert load_settings().seed_test_merchant is False
 
 
+def test_an_explicit_zero_is_kept_not_replaced_by_the_default(config):
+    # 0 means something for these (AWS accepts it): a closed API, a stopped validator.
+    config(
+        {
+            "alertEmail": "ops@example.com",
+            "apiRateLimit": "0",
+            "apiBurstLimit": "0",
+            "validatorReservedConcurrency": "0",
+        }
+    )
+    settings = load_settings()
+    assert settings.api_rate_limit == 0
+    assert settings.api_burst_limit == 0
+    assert settings.validator_reserved_concurrency == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "minimum"),
+    [
+        ("fraudDetectorMaxConcurrency", "fraud_detector_max_concurrency", 2),
+        ("failedHandlerMaxConcurrency", "failed_handler_max_concurrency", 2),
+        ("wafRateLimitPer5Min", "waf_rate_limit_per_5min", 10),
+        ("apiRateLimit", "api_rate_limit", 0),
+    ],
+)
+def test_a_number_below_what_aws_accepts_is_rejected_with_the_key_and_the_least_value(
+    config, key, field, minimum
+):
+    config({"alertEmail": "ops@example.com", key: str(minimum - 1)})
+    with pytest.raises(ConfigError, match=rf"{key} {minimum - 1} is invalid: the least value is {minimum} "):
+        load_settings()
+    config({"alertEmail": "ops@example.com", key: str(minimum)})
+    assert getattr(load_settings(), field) == minimum
+
+
 def test_f14_the_program_refuses_to_run_without_a_layer_built_from_the_current_pins(config, tmp_path):
     config({"alertEmail": "ops@example.com"}, layer_dir=str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=r"not built in .*nowhere.*python -m lib.layer"):
@@ -144,5 +178,6 @@ def test_f11_entry_point_exports_each_output_exactly_once(monkeypatch, built_lay
         graph: StackGraph = evaluate(program, AwsLikeAnswers("us-east-2"))
     finally:
         pulumi.runtime.set_all_config({})
-    assert dict(exported) == dict.fromkeys(OUTPUT_KEYS, 1)
+    assert graph.outputs
+    assert dict(exported) == dict.fromkeys(graph.outputs, 1)
     assert graph.outputs["environment_suffix"] == "entry"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tap_pipeline.settings import FUNCTION_ENVIRONMENT
+from tap_contract.environment import FUNCTION_ENVIRONMENT
 
 
 def test_each_function_gets_exactly_the_variables_its_settings_declare(graph):

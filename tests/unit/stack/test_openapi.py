@@ -6,7 +6,8 @@ import json
 
 from jsonschema import Draft4Validator
 
-from lib.openapi import build_openapi_document, openapi_schema, transaction_request_schema
+from lib.openapi import build_openapi_document, openapi_schema, response_schemas, transaction_request_schema
+from tap_contract.api import RESPONSE_MODELS, ErrorCode
 
 # JSON Schema draft 4 keywords API Gateway models accept; anything else is ignored or rejected.
 DRAFT4_KEYWORDS = {
@@ -120,3 +121,32 @@ def test_default_5xx_keeps_the_original_status_and_only_sets_the_body():
     default_5xx = document()["x-amazon-apigateway-gateway-responses"]["DEFAULT_5XX"]
     assert "statusCode" not in default_5xx
     assert json.loads(default_5xx["responseTemplates"]["application/json"])["code"] == "SERVICE_ERROR"
+
+
+def test_p1_every_response_schema_is_generated_from_the_contract_models(graph):
+    """The document cannot drift from what the function answers: both come from tap_contract.api."""
+    for doc in (document(), deployed_document(graph)):
+        schemas = doc["components"]["schemas"]
+        for model in RESPONSE_MODELS:
+            assert schemas[model.__name__] == response_schemas()[model.__name__]
+        # GET's card is BIN + last 4 as an object (the document once said a string).
+        assert schemas["TransactionView"]["properties"]["card"] == {
+            "$ref": "#/components/schemas/CardDisplay"
+        }
+        assert set(schemas["CardDisplay"]["properties"]) == {"bin", "last4"}
+        assert set(schemas["ErrorCode"]["enum"]) == {code.value for code in ErrorCode}
+        for path in doc["paths"].values():
+            for operation in path.values():
+                assert {"400", "403", "429", "503"} <= set(operation["responses"])
+                for response in operation["responses"].values():
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.rsplit("/", 1)[1] in schemas
+
+
+def test_response_schemas_are_openapi_3_0_without_null_types_or_const():
+    text = json.dumps(response_schemas())
+    assert '"null"' not in text and '"const"' not in text and "$defs" not in text
+    view = response_schemas()["TransactionView"]
+    assert view["properties"]["amount"] == {"title": "Amount", "type": "string", "nullable": True}
+    assert "failure_reason" not in view["required"]  # absent, never null
+    assert "nullable" not in view["properties"]["failure_reason"]

@@ -1,4 +1,7 @@
-"""Request, record and message models, and the API's JSON schema.
+"""The HTTP API's contract: request and response models, error codes, and the request's JSON schema.
+
+The stack builds its OpenAPI document from these models (``lib/openapi.py``) and the validator
+function parses and answers with them, so the document and the function cannot drift apart.
 
 * :class:`TransactionRequest` — the ``POST /transaction`` body, validated here with messages that
   name each bad field (never echoing its value: it may be card data).
@@ -8,8 +11,8 @@
   ``const``) that API Gateway's draft-4 validator rejects or misreads. A unit test checks the two
   agree. Checks the schema cannot express (Luhn, expiry date, decimals per currency, merchant
   rules) are done by the function.
-* :class:`TransactionMessage` — the queue body: the accepted transaction with the card replaced by
-  its fingerprint + BIN + last 4.
+* :class:`TransactionAccepted`, :class:`TransactionView` and :class:`ErrorBody` — every body the API
+  answers with; :class:`ErrorCode` lists every machine-readable reason.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from tap_pipeline import card, money
+from tap_contract import card_numbers, money
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 ID_CHARACTERS = "A-Z, a-z, 0-9, '.', '_', ':' or '-'"  # ID_PATTERN's alphabet, for error messages
@@ -40,13 +44,12 @@ MAX_CLOCK_SKEW_SECONDS = 300
 
 
 class Status(StrEnum):
+    """A transaction's state: RECEIVED until the fraud detector (or the failed handler) decides."""
+
     RECEIVED = "RECEIVED"
     CLEARED = "CLEARED"
     FLAGGED = "FLAGGED"
     FAILED = "FAILED"
-
-
-FINAL_STATUSES = frozenset({Status.CLEARED, Status.FLAGGED, Status.FAILED})
 
 
 def _error(message: str) -> PydanticCustomError:
@@ -79,7 +82,7 @@ class CardInput(BaseModel):
     @classmethod
     def _number(cls, value: str) -> str:
         _match(PAN_PATTERN, value, "must be 12-19 digits without spaces")
-        if not card.luhn_valid(value):
+        if not card_numbers.luhn_valid(value):
             raise _error("is not a valid card number (Luhn check failed)")
         return value
 
@@ -87,7 +90,7 @@ class CardInput(BaseModel):
     @classmethod
     def _expiry(cls, value: str) -> str:
         _match(EXPIRY_PATTERN, value, "must be MM/YY")
-        problem = card.expiry_problem(value)
+        problem = card_numbers.expiry_problem(value)
         if problem:
             raise _error(problem)
         return value
@@ -112,12 +115,12 @@ class CardInput(BaseModel):
 
 def is_transaction_id(value: str) -> bool:
     """True for an id POST would accept (used where no model parses it, e.g. a GET path)."""
-    return re.fullmatch(ID_PATTERN, value) is not None and not card.looks_like_pan(value)
+    return re.fullmatch(ID_PATTERN, value) is not None and not card_numbers.looks_like_pan(value)
 
 
 def _free_text_id(value: str, what: str) -> str:
     _match(ID_PATTERN, value, f"must be a {what} of 1-64 characters: {ID_CHARACTERS}")
-    if card.looks_like_pan(value):
+    if card_numbers.looks_like_pan(value):
         raise _error("looks like a card number; card numbers belong in card.number only")
     return value
 
@@ -188,7 +191,7 @@ class TransactionRequest(BaseModel):
         return value
 
 
-def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+def field_errors(exc: ValidationError) -> list[FieldError]:
     """One ``{field, message}`` per problem, without ever including the offending value."""
     problems = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
@@ -200,7 +203,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
             message = "is not an allowed field"
         elif error["type"].endswith("_type") or error["type"] == "model_type":
             message = f"has the wrong type ({message[0].lower()}{message[1:]})"
-        problems.append({"field": field, "message": message})
+        problems.append(FieldError(field=field, message=message))
     return problems
 
 
@@ -250,42 +253,105 @@ def transaction_request_json_schema() -> dict[str, Any]:
     }
 
 
-class CardSnapshot(BaseModel):
-    """The card as the pipeline carries it: keyed fingerprint, BIN and last 4 only."""
+class ErrorCode(StrEnum):
+    """Every ``code`` an error body can carry: the function's and API Gateway's own responses."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    INVALID_TRANSACTION_ID = "INVALID_TRANSACTION_ID"
+    MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"
+    MERCHANT_INACTIVE = "MERCHANT_INACTIVE"
+    CURRENCY_NOT_ALLOWED = "CURRENCY_NOT_ALLOWED"
+    AMOUNT_BELOW_MINIMUM = "AMOUNT_BELOW_MINIMUM"
+    AMOUNT_ABOVE_MAXIMUM = "AMOUNT_ABOVE_MAXIMUM"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    ENQUEUE_FAILED = "ENQUEUE_FAILED"
+    REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
+    TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
+    NOT_FOUND = "NOT_FOUND"
+    # Answered by API Gateway itself (gateway responses in the OpenAPI document).
+    FORBIDDEN = "FORBIDDEN"
+    THROTTLED = "THROTTLED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    SERVICE_ERROR = "SERVICE_ERROR"
 
-    fingerprint: str
-    kind: str
-    bin: str | None = None
-    last4: str | None = None
 
-    def masked(self) -> dict[str, str | None]:
-        return {"bin": self.bin, "last4": self.last4}
+class _Response(BaseModel):
+    # Responses are built by the function from trusted values; forbid keeps the document exact.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TransactionMessage(BaseModel):
-    """Body of a transaction-queue message (and the source of the stored RECEIVED record).
+class FieldError(_Response):
+    """One bad field of a request: where, and what is wrong (never the submitted value)."""
 
-    ``timestamp`` is the server's receive time and the record's sort key; the client's own
-    ``timestamp`` (if any) travels as ``client_timestamp``. Using server time keeps the sort key and
-    the fraud windows immune to a client back-dating transactions to dodge velocity rules.
+    field: str
+    message: str
+
+
+class ErrorBody(_Response):
+    """Every 4xx/5xx body: a stable machine ``code`` and a human ``message``.
+
+    ``errors`` (one entry per bad field of a 400) and ``transaction_id`` (409, 503) are absent, never
+    null, when they do not apply: :meth:`to_json` leaves them out, and the document says so.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    code: ErrorCode
+    message: str
+    errors: list[FieldError] | SkipJsonSchema[None] = None
+    transaction_id: str | SkipJsonSchema[None] = None
 
-    schema_version: int = 1
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class TransactionAccepted(_Response):
+    """The 202 body: the transaction is recorded and queued for fraud scoring."""
+
     transaction_id: str
-    timestamp: str
-    merchant_id: str
-    merchant_shard: str
-    amount: str
-    currency: str
-    card: CardSnapshot
-    customer_id: str | None = None
-    country: str | None = None
-    client_timestamp: str | None = None
+    status: Literal["PENDING"]
 
-    @property
-    def received_at(self) -> datetime:
-        return datetime.fromisoformat(self.timestamp)
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class CardDisplay(_Response):
+    """The card as the API shows it: BIN and last 4 at most (nothing for a provider token)."""
+
+    bin: str | None
+    last4: str | None
+
+
+class TransactionView(_Response):
+    """The 200 body of ``GET /transaction/{transaction_id}``.
+
+    Merchant, amount and currency are null only for a FAILED record of a message that could not be
+    read; ``failure_reason`` is present only on FAILED records.
+    """
+
+    transaction_id: str
+    status: Status
+    timestamp: str | None
+    merchant_id: str | None
+    amount: str | None
+    currency: str | None
+    card: CardDisplay
+    fraud_score: int | None
+    reasons: list[str]
+    failure_reason: str | SkipJsonSchema[None] = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body: ``failure_reason`` only when there is one (absent, never null)."""
+        body = self.model_dump(mode="json")
+        if self.failure_reason is None:
+            del body["failure_reason"]
+        return body
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    TransactionAccepted,
+    TransactionView,
+    CardDisplay,
+    ErrorBody,
+    FieldError,
+)
+"""The models the OpenAPI document publishes as response schemas."""

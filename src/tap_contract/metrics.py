@@ -1,0 +1,17 @@
+"""Metric names the functions emit and the stack's alarms watch.
+
+A renamed metric would leave its alarm watching nothing, silently; both sides import the names
+from here instead.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "TapTransactionPipeline"
+"""CloudWatch namespace of every custom metric (``POWERTOOLS_METRICS_NAMESPACE``)."""
+
+INTERNAL_ERROR = "InternalError"
+"""An error of the validator it answered itself (a 503), which Lambda's ``Errors`` never counts."""
+
+RECORD_PROCESSING_FAILED = "RecordProcessingFailed"
+RECORD_PROCESSING_SUCCEEDED = "RecordProcessingSucceeded"
+"""Per SQS record of the two consumers; partial batch failures never reach Lambda's ``Errors``."""
