@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resilience import card_data, faults_run, fuzz, load, recovery
+from resilience import card_data, conformance, faults_run, fuzz, load, recovery
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,16 @@ class Sizes:
     load_seconds: float
     load_rate: float
     card_transactions: int
+    conformance_requests: int
 
 
+# The schema conformance run makes 2,000 requests even in quick mode (`make resilience`); the CI-sized
+# one is tests/resilience/test_conformance.py.
 SIZES = {
     "quick": Sizes(fuzz_cases=300, fault_transactions=120, fault_rate=0.05, load_seconds=20,
-                   load_rate=10, card_transactions=24),
+                   load_rate=10, card_transactions=24, conformance_requests=2000),
     "long": Sizes(fuzz_cases=3000, fault_transactions=2000, fault_rate=0.05, load_seconds=60,
-                  load_rate=50, card_transactions=200),
+                  load_rate=50, card_transactions=200, conformance_requests=5000),
 }  # fmt: skip
 
 
@@ -42,6 +45,11 @@ def _print(title: str, lines: list[str], ok: bool, seconds: float) -> None:
 
 def part_fuzz(sizes: Sizes) -> tuple[list[str], bool]:
     result = fuzz.run(sizes.fuzz_cases)
+    return result.lines(), result.ok
+
+
+def part_conformance(sizes: Sizes) -> tuple[list[str], bool]:
+    result = conformance.run(sizes.conformance_requests)
     return result.lines(), result.ok
 
 
@@ -79,6 +87,7 @@ def part_recovery(_: Sizes) -> tuple[list[str], bool]:
 
 PARTS: dict[str, tuple[str, Callable[[Sizes], tuple[list[str], bool]]]] = {
     "fuzz": ("Fuzzing from the OpenAPI contract", part_fuzz),
+    "conformance": ("Schema conformance: schemathesis against the OpenAPI document", part_conformance),
     "faults": ("Fault injection + conservation", part_faults),
     "load": ("Bounded load + conservation", part_load),
     "card-data": ("Card data: PAN / CVV scan", part_card_data),
