@@ -39,11 +39,22 @@ INTEGRATION_TIMEOUT_MS = 29_000
 SCHEMA_REF = "#/components/schemas/"
 
 
-def _json_response(description: str, model: type[BaseModel]) -> dict[str, Any]:
-    return {
+def _json_response(
+    description: str, model: type[BaseModel], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": SCHEMA_REF + model.__name__}}},
     }
+    if headers:
+        response["headers"] = {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return response
+
+
+RETRY_AFTER = {"Retry-After": "Seconds to wait before retrying (every 503)"}
 
 
 # What API Gateway itself checks of a POST body (the validator function checks the rest, per field).
@@ -100,7 +111,9 @@ def build_openapi_document(
         "403": _json_response("Missing or invalid API key", ErrorBody),
         "429": _json_response("Throttled by the usage plan", ErrorBody),
         "503": _json_response(
-            "Temporarily unable to complete the request; retry it (with the same transaction_id)", ErrorBody
+            "Temporarily unable to complete the request; retry it (with the same transaction_id)",
+            ErrorBody,
+            RETRY_AFTER,
         ),
     }
     return {
@@ -149,7 +162,11 @@ def build_openapi_document(
                         },
                     },
                     "responses": {
-                        "202": _json_response("Accepted for fraud scoring", TransactionAccepted),
+                        "202": _json_response(
+                            "Accepted for fraud scoring",
+                            TransactionAccepted,
+                            {"Location": "Where to GET the transaction's status"},
+                        ),
                         **common_errors,
                         "409": _json_response("transaction_id reused with a different body", ErrorBody),
                         "422": _json_response("Rejected by merchant rules (reason code)", ErrorBody),
