@@ -27,7 +27,7 @@ from lib.components.messaging import Messaging
 from lib.layer import TARGET_PYTHON, builds_runtime_bytecode, bytecode_problem, requirements_digest
 from lib.packaging import function_code_archive
 from tap_contract import metrics
-from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, VALIDATOR
+from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, VALIDATOR, required_environment
 from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS
 
 RUNTIME = f"python{TARGET_PYTHON}"  # the layer is built for exactly this runtime
@@ -66,7 +66,6 @@ class FunctionSpec:
     key: str
     handler: str
     description: str
-    environment: dict[str, pulumi.Input[str]]
     statements: list[iam.Statement]
     kms_services: list[str]
     reserved_concurrency: int | None = None
@@ -98,7 +97,7 @@ class Functions(TaggedComponent):
         self._warn_if_cold_starts_compile(ctx.settings.function_layer_dir)
 
         self.function_names: dict[str, str] = {
-            key: ctx.name(key) for key in ("validator", "fraud-detector", "failed-handler")
+            key: ctx.name(key) for key in HANDLERS
         }
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
@@ -108,14 +107,14 @@ class Functions(TaggedComponent):
         for spec in self._specs():
             self._function(spec)
 
-        self.validator = self.functions["validator"]
+        self.validator = self.functions[VALIDATOR]
         self._sqs_trigger(
-            "fraud-detector",
+            FRAUD_DETECTOR,
             args.messaging.transaction_queue,
             ctx.settings.fraud_detector_max_concurrency,
         )
         self._sqs_trigger(
-            "failed-handler",
+            FAILED_HANDLER,
             args.messaging.transaction_dlq,
             ctx.settings.failed_handler_max_concurrency,
         )
@@ -139,153 +138,163 @@ class Functions(TaggedComponent):
                 resource=self,
             )
 
-    def _specs(self) -> list[FunctionSpec]:
+    def _variable_values(self) -> dict[str, pulumi.Input[str]]:
+        """The value of every variable the functions read (POWERTOOLS_SERVICE_NAME aside, which is
+        each function's own name). Which function gets which is the contract's choice, not this."""
         args = self._args
         data, messaging = args.data, args.messaging
-        index_arn = pulumi.Output.concat(data.transactions_table.arn, "/index/", MERCHANT_INDEX_NAME)
-        idempotency = iam.allow(
-            "IdempotencyRecords",
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-            [data.idempotency_table.arn],
-        )
-        read_merchants = iam.allow(
-            "ReadMerchantConfig", ["dynamodb:GetItem"], [data.merchant_config_table.arn]
-        )
-        merchant_history = iam.allow("QueryMerchantHistory", ["dynamodb:Query"], [index_arn])
-        common_env: dict[str, pulumi.Input[str]] = {
+        return {
+            "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
             "ENVIRONMENT_SUFFIX": args.context.settings.environment_suffix,
             "TRANSACTIONS_TABLE_NAME": data.transactions_table.name,
             "IDEMPOTENCY_TABLE_NAME": data.idempotency_table.name,
-        }
-        merchant_env: dict[str, pulumi.Input[str]] = {
             "MERCHANT_CONFIG_TABLE_NAME": data.merchant_config_table.name,
             "MERCHANT_CACHE_TTL_SECONDS": "60",
             "MERCHANT_INDEX_NAME": MERCHANT_INDEX_NAME,
             "MERCHANT_INDEX_SHARDS": str(MERCHANT_INDEX_SHARDS),
+            "TRANSACTION_QUEUE_URL": messaging.transaction_queue.url,
+            "CARD_FINGERPRINT_SECRET_ARN": args.card_fingerprint_secret_arn,
+            "FRAUD_STATE_TABLE_NAME": data.fraud_state_table.name,
+            "FRAUD_STATE_SHARDS": str(FRAUD_STATE_SHARDS),
+            "FRAUD_PROFILE_CACHE_SECONDS": str(FRAUD_PROFILE_CACHE_SECONDS),
+            "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
+            "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn,
         }
-        return [
-            FunctionSpec(
-                key=VALIDATOR,
-                handler=HANDLERS[VALIDATOR],
-                description="Validates API transactions against merchant config and enqueues them",
-                environment={
-                    **common_env,
-                    **merchant_env,
-                    "TRANSACTION_QUEUE_URL": messaging.transaction_queue.url,
-                    "CARD_FINGERPRINT_SECRET_ARN": args.card_fingerprint_secret_arn,
-                    "FRAUD_STATE_TABLE_NAME": data.fraud_state_table.name,
-                },
-                # Exactly the calls it makes: records written in one TransactWriteItems with their
-                # guard items and card events (Put on three tables), read back by key or by id
-                # (GET), no updates. In the fraud-state table only card events (card#...): a Put inside
-                # TransactWriteItems is authorised as PutItem, conditions included
-                # (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
-                statements=[
-                    read_merchants,
-                    iam.allow(
-                        "RecordAndReadTransactions",
-                        ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
-                        [data.transactions_table.arn],
-                    ),
-                    iam.allow(
-                        "RequestGuards",
-                        ["dynamodb:GetItem", "dynamodb:PutItem"],
-                        [data.idempotency_table.arn],
-                    ),
-                    iam.allow(
-                        "RecordCardEvents",
-                        ["dynamodb:PutItem"],
-                        [data.fraud_state_table.arn],
-                        condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["card#*"]}},
-                    ),
-                    iam.allow("EnqueueTransactions", ["sqs:SendMessage"], [messaging.transaction_queue.arn]),
-                    iam.allow(
-                        "ReadCardFingerprintKey",
-                        ["secretsmanager:GetSecretValue"],
-                        [args.card_fingerprint_secret_arn],
-                    ),
-                ],
-                kms_services=["dynamodb", "sqs", "secretsmanager"],
-                reserved_concurrency=args.context.settings.validator_reserved_concurrency,
-            ),
-            FunctionSpec(
-                key=FRAUD_DETECTOR,
-                handler=HANDLERS[FRAUD_DETECTOR],
-                description="Scores queued transactions with fraud rules and alerts on fraud",
-                environment={
-                    **common_env,
-                    **merchant_env,
-                    "FRAUD_STATE_TABLE_NAME": data.fraud_state_table.name,
-                    "FRAUD_STATE_SHARDS": str(FRAUD_STATE_SHARDS),
-                    "FRAUD_PROFILE_CACHE_SECONDS": str(FRAUD_PROFILE_CACHE_SECONDS),
-                    "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
-                },
-                statements=[
-                    read_merchants,
-                    merchant_history,
-                    iam.allow(
-                        "ConsumeTransactionQueue",
-                        [
-                            "sqs:ReceiveMessage",
-                            "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes",
-                            "sqs:ChangeMessageVisibility",
-                        ],
-                        [messaging.transaction_queue.arn],
-                    ),
-                    iam.allow(
-                        "RecordVerdicts",
-                        ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-                        [data.transactions_table.arn],
-                    ),
-                    iam.allow(
-                        "FraudState",
-                        [
-                            "dynamodb:Query",
-                            "dynamodb:BatchGetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:UpdateItem",
-                        ],
-                        [data.fraud_state_table.arn],
-                    ),
-                    idempotency,
-                    iam.allow("PublishFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
-                ],
-                kms_services=["dynamodb", "sqs", "sns"],
-            ),
-            FunctionSpec(
-                key=FAILED_HANDLER,
-                handler=HANDLERS[FAILED_HANDLER],
-                description="Records transactions that exhausted their retries as FAILED and notifies ops",
-                environment={
-                    **common_env,
-                    "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn,
-                    # A FLAGGED transaction whose message dead-lettered may still owe its alert.
-                    "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
-                },
-                statements=[
-                    iam.allow(
-                        "ConsumeTransactionDeadLetters",
-                        [
-                            "sqs:ReceiveMessage",
-                            "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes",
-                            "sqs:ChangeMessageVisibility",
-                        ],
-                        [messaging.transaction_dlq.arn],
-                    ),
-                    iam.allow(
-                        "RecordFailures",
-                        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                        [data.transactions_table.arn],
-                    ),
-                    idempotency,
-                    iam.allow("NotifyOps", ["sns:Publish"], [messaging.ops_alert_topic.arn]),
-                    iam.allow("PublishOwedFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
-                ],
-                kms_services=["dynamodb", "sqs", "sns"],
-            ),
-        ]
+
+    def _environment(self, key: str) -> dict[str, pulumi.Input[str]]:
+        """Exactly the variables the contract (tap_contract.environment) says ``key`` reads; a
+        variable the contract adds and this stack does not set fails here, not in Lambda."""
+        values = {**self._variable_values(), "POWERTOOLS_SERVICE_NAME": key}
+        return {name: values[name] for name in sorted(required_environment(key))}
+
+    def _specs(self) -> list[FunctionSpec]:
+        return [self._validator_spec(), self._fraud_detector_spec(), self._failed_handler_spec()]
+
+    def _validator_spec(self) -> FunctionSpec:
+        args = self._args
+        data, messaging = args.data, args.messaging
+        return FunctionSpec(
+            key=VALIDATOR,
+            handler=HANDLERS[VALIDATOR],
+            description="Validates API transactions against merchant config and enqueues them",
+            # Exactly the calls it makes: records written in one TransactWriteItems with their
+            # guard items and card events (Put on three tables), read back by key or by id
+            # (GET), no updates. In the fraud-state table only card events (card#...): a Put inside
+            # TransactWriteItems is authorised as PutItem, conditions included
+            # (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+            statements=[
+                self._read_merchants(),
+                iam.allow(
+                    "RecordAndReadTransactions",
+                    ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
+                    [data.transactions_table.arn],
+                ),
+                iam.allow(
+                    "RequestGuards",
+                    ["dynamodb:GetItem", "dynamodb:PutItem"],
+                    [data.idempotency_table.arn],
+                ),
+                iam.allow(
+                    "RecordCardEvents",
+                    ["dynamodb:PutItem"],
+                    [data.fraud_state_table.arn],
+                    condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["card#*"]}},
+                ),
+                iam.allow("EnqueueTransactions", ["sqs:SendMessage"], [messaging.transaction_queue.arn]),
+                iam.allow(
+                    "ReadCardFingerprintKey",
+                    ["secretsmanager:GetSecretValue"],
+                    [args.card_fingerprint_secret_arn],
+                ),
+            ],
+            kms_services=["dynamodb", "sqs", "secretsmanager"],
+            reserved_concurrency=args.context.settings.validator_reserved_concurrency,
+        )
+
+    def _read_merchants(self) -> iam.Statement:
+        return iam.allow(
+            "ReadMerchantConfig", ["dynamodb:GetItem"], [self._args.data.merchant_config_table.arn]
+        )
+
+    def _idempotency_records(self) -> iam.Statement:
+        return iam.allow(
+            "IdempotencyRecords",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [self._args.data.idempotency_table.arn],
+        )
+
+    def _fraud_detector_spec(self) -> FunctionSpec:
+        data, messaging = self._args.data, self._args.messaging
+        index_arn = pulumi.Output.concat(data.transactions_table.arn, "/index/", MERCHANT_INDEX_NAME)
+        return FunctionSpec(
+            key=FRAUD_DETECTOR,
+            handler=HANDLERS[FRAUD_DETECTOR],
+            description="Scores queued transactions with fraud rules and alerts on fraud",
+            statements=[
+                self._read_merchants(),
+                iam.allow("QueryMerchantHistory", ["dynamodb:Query"], [index_arn]),
+                iam.allow(
+                    "ConsumeTransactionQueue",
+                    [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility",
+                    ],
+                    [messaging.transaction_queue.arn],
+                ),
+                iam.allow(
+                    "RecordVerdicts",
+                    ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                    [data.transactions_table.arn],
+                ),
+                iam.allow(
+                    "FraudState",
+                    [
+                        "dynamodb:Query",
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                    ],
+                    [data.fraud_state_table.arn],
+                ),
+                self._idempotency_records(),
+                iam.allow("PublishFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
+            ],
+            kms_services=["dynamodb", "sqs", "sns"],
+        )
+
+    def _failed_handler_spec(self) -> FunctionSpec:
+        data, messaging = self._args.data, self._args.messaging
+        return FunctionSpec(
+            key=FAILED_HANDLER,
+            handler=HANDLERS[FAILED_HANDLER],
+            description="Records transactions that exhausted their retries as FAILED and notifies ops",
+            statements=[
+                iam.allow(
+                    "ConsumeTransactionDeadLetters",
+                    [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility",
+                    ],
+                    [messaging.transaction_dlq.arn],
+                ),
+                iam.allow(
+                    "RecordFailures",
+                    ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    [data.transactions_table.arn],
+                ),
+                self._idempotency_records(),
+                iam.allow("NotifyOps", ["sns:Publish"], [messaging.ops_alert_topic.arn]),
+                # A FLAGGED transaction whose message dead-lettered may still owe its alert.
+                iam.allow("PublishOwedFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
+            ],
+            kms_services=["dynamodb", "sqs", "sns"],
+        )
 
     def _function(self, spec: FunctionSpec) -> None:
         args, ctx, child = self._args, self._args.context, self.child_opts
@@ -332,13 +341,7 @@ class Functions(TaggedComponent):
             policy=iam.document(statements),
             opts=child,
         )
-        environment = {
-            "POWERTOOLS_SERVICE_NAME": spec.key,
-            "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-            **spec.environment,
-        }
+        environment = self._environment(spec.key)
         function = aws.lambda_.Function(
             f"{spec.key}-function",
             name=function_name,
