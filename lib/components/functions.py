@@ -96,9 +96,7 @@ class Functions(TaggedComponent):
         self.layers = [self.dependency_layer.arn]
         self._warn_if_cold_starts_compile(ctx.settings.function_layer_dir)
 
-        self.function_names: dict[str, str] = {
-            key: ctx.name(key) for key in HANDLERS
-        }
+        self.function_names: dict[str, str] = {key: ctx.name(key) for key in HANDLERS}
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
         # Functions fed by an SQS event source mapping: their failures are per record (F15).

@@ -29,6 +29,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,7 +39,7 @@ from tap_contract.messages import TransactionMessage
 from tap_pipeline import alerts
 from tap_pipeline.data import transactions
 from tap_pipeline.data.items import iso_millis
-from tap_pipeline.data.transactions import record_item
+from tap_pipeline.data.transactions import FailTransition, record_item
 from tap_pipeline.observability import logger
 from tap_pipeline.settings import failed_handler_settings
 
@@ -57,9 +58,18 @@ class DeadLetter:
     source: str
 
 
+class Outcome(StrEnum):
+    """What a dead letter did to its transaction (the ops notice's and the metric's ``outcome``)."""
+
+    FAILED = "failed"  # its RECEIVED record is now FAILED
+    CREATED = "created"  # no record existed: a FAILED one was written from the message
+    FINAL = "final"  # the transaction had already left RECEIVED: unchanged
+    POISON = "poison"  # unreadable body naming no record: kept as a FAILED poison item
+
+
 @dataclass(frozen=True)
 class Handled:
-    outcome: str  # "failed" | "created" | "final" | "poison"
+    outcome: Outcome
     transaction_id: str
     notified: bool
 
@@ -69,12 +79,12 @@ def masked_excerpt(body: str, limit: int = 200) -> str:
     return re.sub(r"[0-9]", "#", body[:limit])
 
 
-def _notify(letter: DeadLetter, transaction_id: str, reason: str, outcome: str) -> None:
+def _notify(letter: DeadLetter, transaction_id: str, reason: str, outcome: Outcome) -> None:
     notice = {
         "kind": "failed_transaction",
         "message_id": letter.message_id,
         "transaction_id": transaction_id,
-        "outcome": outcome,
+        "outcome": outcome.value,
         "reason": reason,
         "receive_count": letter.receive_count,
         "source": letter.source,
@@ -93,16 +103,16 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
         return _unreadable(letter, now)
 
     logger.append_keys(transaction_id=message.transaction_id)
-    outcome, record = transactions.store().mark_failed(
+    transition, record = transactions.store().mark_failed(
         (message.transaction_id, message.timestamp),
         letter.message_id,
         DEFAULT_REASON,
         letter.receive_count,
         iso_millis(now),
     )
-    if outcome == "final":
+    if transition is FailTransition.FINAL:
         return _already_final(letter, message.transaction_id, record or {})
-    if outcome == "missing":
+    if transition is FailTransition.MISSING:
         item = {
             **record_item(message),
             "status": Status.FAILED.value,
@@ -113,13 +123,12 @@ def handle(letter: DeadLetter, now: datetime | None = None) -> Handled:
         }
         transactions.store().put_failed(item)
         reason = str(item["failure_reason"])
-        outcome = "created"
-    else:
-        reason = str((record or {}).get("failure_reason") or DEFAULT_REASON)
-    return _recorded_failed(letter, message.transaction_id, reason, outcome)
+        return _recorded_failed(letter, message.transaction_id, reason, Outcome.CREATED)
+    reason = str((record or {}).get("failure_reason") or DEFAULT_REASON)
+    return _recorded_failed(letter, message.transaction_id, reason, Outcome.FAILED)
 
 
-def _recorded_failed(letter: DeadLetter, transaction_id: str, reason: str, outcome: str) -> Handled:
+def _recorded_failed(letter: DeadLetter, transaction_id: str, reason: str, outcome: Outcome) -> Handled:
     """This dead letter made its transaction FAILED: log it and send the record's one ops notice."""
     logger.warning(
         "transaction recorded as FAILED", extra={"reason": reason, "receive_count": letter.receive_count}
@@ -147,12 +156,12 @@ def _already_final(letter: DeadLetter, transaction_id: str, record: dict[str, An
         alerts.publish_fraud_alert(
             alerts.fraud_alert(record), failed_handler_settings().fraud_alert_topic_arn
         )
-        return Handled("final", transaction_id, notified=False)
+        return Handled(Outcome.FINAL, transaction_id, notified=False)
     if status == Status.FAILED.value:
         reason = str(record.get("failure_reason") or DEFAULT_REASON)
-        _notify(letter, transaction_id, reason, "failed")
-        return Handled("final", transaction_id, notified=True)
-    return Handled("final", transaction_id, notified=False)
+        _notify(letter, transaction_id, reason, Outcome.FAILED)
+        return Handled(Outcome.FINAL, transaction_id, notified=True)
+    return Handled(Outcome.FINAL, transaction_id, notified=False)
 
 
 def poison_key(body: str) -> str:
@@ -189,16 +198,16 @@ def _unreadable(letter: DeadLetter, now: datetime) -> Handled:
     key = _record_key(letter.body)
     if key is None:
         return _poison(letter, now)
-    outcome, record = transactions.store().mark_failed(
+    transition, record = transactions.store().mark_failed(
         key, letter.message_id, UNREADABLE_REASON, letter.receive_count, iso_millis(now)
     )
-    if outcome == "missing":
+    if transition is FailTransition.MISSING:
         return _poison(letter, now)
     logger.append_keys(transaction_id=key[0])
-    if outcome == "final":
+    if transition is FailTransition.FINAL:
         return _already_final(letter, key[0], record or {})
     reason = str((record or {}).get("failure_reason") or UNREADABLE_REASON)
-    return _recorded_failed(letter, key[0], reason, outcome)
+    return _recorded_failed(letter, key[0], reason, Outcome.FAILED)
 
 
 def _poison(letter: DeadLetter, now: datetime) -> Handled:
@@ -219,5 +228,5 @@ def _poison(letter: DeadLetter, now: datetime) -> Handled:
     }
     created = transactions.store().put_failed(item)
     logger.error("poison message recorded as FAILED", extra={"record_key": key, "first_time": created})
-    _notify(letter, key, reason, "poison")
-    return Handled("poison", key, notified=True)
+    _notify(letter, key, reason, Outcome.POISON)
+    return Handled(Outcome.POISON, key, notified=True)

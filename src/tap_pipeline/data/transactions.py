@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -77,6 +78,14 @@ def message_from_record(item: dict[str, Any]) -> TransactionMessage:
         country=item.get("country"),
         client_timestamp=item.get("client_timestamp"),
     )
+
+
+class FailTransition(StrEnum):
+    """What :meth:`TransactionStore.mark_failed` did."""
+
+    FAILED = "failed"  # this dead letter recorded FAILED (again, on its own redelivery)
+    FINAL = "final"  # already CLEARED/FLAGGED/FAILED by something else: left alone
+    MISSING = "missing"  # no record with that key
 
 
 @dataclass(frozen=True)
@@ -266,13 +275,11 @@ class TransactionStore:
     @tracer.capture_method(capture_response=False)
     def mark_failed(
         self, key: tuple[str, str], message_id: str, reason: str, receive_count: int, at: str
-    ) -> tuple[str, dict[str, Any] | None]:
-        """RECEIVED -> FAILED for a dead-lettered message. Returns (outcome, record).
+    ) -> tuple[FailTransition, dict[str, Any] | None]:
+        """RECEIVED -> FAILED for a dead-lettered message. Returns what happened and the record.
 
-        ``key`` is the record's (transaction_id, timestamp). outcome is ``"failed"`` (this message
-        recorded it; also on a redelivery of the same
-        message, which keeps the call idempotent), ``"final"`` (already CLEARED/FLAGGED/FAILED by
-        someone else: left alone) or ``"missing"`` (no record exists).
+        ``key`` is the record's (transaction_id, timestamp). A redelivery of the same message is
+        FAILED again (the call is idempotent).
         """
         client = clients.dynamodb()
         try:
@@ -301,8 +308,8 @@ class TransactionStore:
             )
         except client.exceptions.ConditionalCheckFailedException as exc:
             old = self._existing(exc, key)
-            return ("final", old) if old else ("missing", None)
-        return "failed", response.get("Attributes")
+            return (FailTransition.FINAL, old) if old else (FailTransition.MISSING, None)
+        return FailTransition.FAILED, response.get("Attributes")
 
     @tracer.capture_method(capture_response=False)
     def put_failed(self, item: dict[str, Any]) -> bool:

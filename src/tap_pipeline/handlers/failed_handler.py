@@ -43,10 +43,10 @@ def record_handler(record: SQSRecord) -> str:
     )
     handled = failures.handle(letter)
     metrics.add_metric(name="DeadLetteredMessage", unit=MetricUnit.Count, value=1)
-    if handled.outcome != "final":
+    if handled.outcome is not failures.Outcome.FINAL:
         metrics.add_metric(name="TransactionFailed", unit=MetricUnit.Count, value=1)
-    count_with_dimension("DeadLetteredTransaction", "outcome", handled.outcome)
-    return handled.outcome
+    count_with_dimension("DeadLetteredTransaction", "outcome", handled.outcome.value)
+    return handled.outcome.value
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)
