@@ -71,6 +71,16 @@ def _short_id(*parts: str, length: int = 10) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+@dataclass(frozen=True)
+class _NewResource:
+    physical: str  # the name it was given, else a Pulumi-style auto-name
+    short: str  # a stable short id derived from its type and logical name
+    inputs: dict[str, Any]
+
+
+_State = tuple[str, dict[str, Any]]
+
+
 class AwsLikeAnswers:
     """What AWS would answer for each resource and data source, derived from region and account."""
 
@@ -85,113 +95,84 @@ class AwsLikeAnswers:
     def resource_state(
         self, type_token: str, name: str, inputs: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
-        physical = inputs.get("name") or f"{name}-{_short_id(type_token, name, length=7)}"
-        short = _short_id(type_token, name)
-        handlers: dict[str, Callable[[], tuple[str, dict[str, Any]]]] = {
-            "aws:sqs/queue:Queue": lambda: (
-                f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{physical}",
-                {
-                    "arn": self.arn("sqs", physical),
-                    "url": f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{physical}",
-                    "name": physical,
-                },
-            ),
-            "aws:sns/topic:Topic": lambda: (
-                self.arn("sns", physical),
-                {"arn": self.arn("sns", physical), "name": physical},
-            ),
-            "aws:dynamodb/table:Table": lambda: (
-                physical,
-                {"arn": self.arn("dynamodb", f"table/{physical}"), "name": physical},
-            ),
-            "aws:lambda/function:Function": lambda: (
-                physical,
-                {
-                    "arn": self.arn("lambda", f"function:{physical}"),
-                    "invokeArn": (
-                        f"arn:{self.partition}:apigateway:{self.region}:lambda:path/2015-03-31/functions/"
-                        f"{self.arn('lambda', f'function:{physical}')}/invocations"
-                    ),
-                    "name": physical,
-                },
-            ),
-            "aws:lambda/layerVersion:LayerVersion": lambda: (
-                self.arn("lambda", f"layer:{inputs.get('layerName')}:1"),
-                {
-                    "arn": self.arn("lambda", f"layer:{inputs.get('layerName')}:1"),
-                    "layerArn": self.arn("lambda", f"layer:{inputs.get('layerName')}"),
-                    "version": "1",
-                },
-            ),
-            "aws:apigateway/restApi:RestApi": lambda: (
-                short,
-                {
-                    "executionArn": self.arn("execute-api", short),
-                    "rootResourceId": _short_id(short),
-                    "name": physical,
-                },
-            ),
-            "aws:apigateway/stage:Stage": lambda: (
-                f"ags-{inputs.get('restApi')}-{inputs.get('stageName')}",
-                {
-                    "arn": (
-                        f"arn:{self.partition}:apigateway:{self.region}::/restapis/"
-                        f"{inputs.get('restApi')}/stages/{inputs.get('stageName')}"
-                    ),
-                    "invokeUrl": (
-                        f"https://{inputs.get('restApi')}.execute-api.{self.region}.amazonaws.com/"
-                        f"{inputs.get('stageName')}"
-                    ),
-                    "executionArn": self.arn(
-                        "execute-api", f"{inputs.get('restApi')}/{inputs.get('stageName')}"
-                    ),
-                },
-            ),
-            "aws:apigateway/apiKey:ApiKey": lambda: (short, {"value": f"key-{_short_id(short, length=30)}"}),
-            "aws:kms/key:Key": lambda: (
-                f"{short}-kms",
-                {"arn": self.arn("kms", f"key/{short}-kms"), "keyId": f"{short}-kms"},
-            ),
-            "aws:iam/role:Role": lambda: (
-                physical,
-                {"arn": self.arn("iam", f"role/{physical}", region=False), "name": physical},
-            ),
-            "aws:cloudwatch/logGroup:LogGroup": lambda: (
-                physical,
-                {"arn": self.arn("logs", f"log-group:{physical}"), "name": physical},
-            ),
-            "aws:secretsmanager/secret:Secret": lambda: (
-                self.arn("secretsmanager", f"secret:{physical}-{short[:6]}"),
-                {"arn": self.arn("secretsmanager", f"secret:{physical}-{short[:6]}")},
-            ),
-            "aws:wafv2/webAcl:WebAcl": lambda: (
-                short,
-                {"arn": self.arn("wafv2", f"regional/webacl/{physical}/{short}")},
-            ),
-            "aws:ec2/vpcEndpoint:VpcEndpoint": lambda: (
-                f"vpce-{short}",
-                {"prefixListId": f"pl-{short[:8]}" if inputs.get("vpcEndpointType") == "Gateway" else None},
-            ),
-            "aws:cloudwatch/dashboard:Dashboard": lambda: (
-                physical,
-                {
-                    "dashboardArn": self.arn(
-                        "cloudwatch", f"dashboard/{inputs.get('dashboardName')}", region=False
-                    )
-                },
-            ),
-            "random:index/randomPassword:RandomPassword": lambda: (
-                short,
-                {"result": _short_id(short, length=64)},
-            ),
-        }
-        if type_token in handlers:
-            resource_id, state = handlers[type_token]()
+        """The id and the output state AWS would give a new resource of ``type_token``."""
+        resource = _NewResource(
+            physical=inputs.get("name") or f"{name}-{_short_id(type_token, name, length=7)}",
+            short=_short_id(type_token, name),
+            inputs=inputs,
+        )
+        builder = _STATE_BUILDERS.get(type_token)
+        if builder is not None:
+            resource_id, state = builder(self, resource)
         else:
             module = type_token.split(":")[1].split("/")[0]
-            resource_id = f"{_EC2_ID_PREFIXES.get(type_token, module)}-{short}"
+            resource_id = f"{_EC2_ID_PREFIXES.get(type_token, module)}-{resource.short}"
             state = {"arn": self.arn(module, f"{module}/{resource_id}")}
         return resource_id, {**inputs, **{k: v for k, v in state.items() if v is not None}}
+
+    # One builder per resource type whose id or outputs the program reads: (id, output state).
+
+    def _queue(self, r: _NewResource) -> _State:
+        url = f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{r.physical}"
+        return url, {"arn": self.arn("sqs", r.physical), "url": url, "name": r.physical}
+
+    def _topic(self, r: _NewResource) -> _State:
+        return self.arn("sns", r.physical), {"arn": self.arn("sns", r.physical), "name": r.physical}
+
+    def _table(self, r: _NewResource) -> _State:
+        return r.physical, {"arn": self.arn("dynamodb", f"table/{r.physical}"), "name": r.physical}
+
+    def _function(self, r: _NewResource) -> _State:
+        arn = self.arn("lambda", f"function:{r.physical}")
+        invoke_path = f"path/2015-03-31/functions/{arn}/invocations"
+        invoke_arn = f"arn:{self.partition}:apigateway:{self.region}:lambda:{invoke_path}"
+        return r.physical, {"arn": arn, "invokeArn": invoke_arn, "name": r.physical}
+
+    def _layer_version(self, r: _NewResource) -> _State:
+        layer = self.arn("lambda", f"layer:{r.inputs.get('layerName')}")
+        return f"{layer}:1", {"arn": f"{layer}:1", "layerArn": layer, "version": "1"}
+
+    def _rest_api(self, r: _NewResource) -> _State:
+        state = {"executionArn": self.arn("execute-api", r.short), "rootResourceId": _short_id(r.short)}
+        return r.short, {**state, "name": r.physical}
+
+    def _stage(self, r: _NewResource) -> _State:
+        api, stage = r.inputs.get("restApi"), r.inputs.get("stageName")
+        return f"ags-{api}-{stage}", {
+            "arn": f"arn:{self.partition}:apigateway:{self.region}::/restapis/{api}/stages/{stage}",
+            "invokeUrl": f"https://{api}.execute-api.{self.region}.amazonaws.com/{stage}",
+            "executionArn": self.arn("execute-api", f"{api}/{stage}"),
+        }
+
+    def _api_key(self, r: _NewResource) -> _State:
+        return r.short, {"value": f"key-{_short_id(r.short, length=30)}"}
+
+    def _kms_key(self, r: _NewResource) -> _State:
+        return f"{r.short}-kms", {"arn": self.arn("kms", f"key/{r.short}-kms"), "keyId": f"{r.short}-kms"}
+
+    def _role(self, r: _NewResource) -> _State:
+        return r.physical, {"arn": self.arn("iam", f"role/{r.physical}", region=False), "name": r.physical}
+
+    def _log_group(self, r: _NewResource) -> _State:
+        return r.physical, {"arn": self.arn("logs", f"log-group:{r.physical}"), "name": r.physical}
+
+    def _secret(self, r: _NewResource) -> _State:
+        arn = self.arn("secretsmanager", f"secret:{r.physical}-{r.short[:6]}")
+        return arn, {"arn": arn}
+
+    def _web_acl(self, r: _NewResource) -> _State:
+        return r.short, {"arn": self.arn("wafv2", f"regional/webacl/{r.physical}/{r.short}")}
+
+    def _vpc_endpoint(self, r: _NewResource) -> _State:
+        gateway = r.inputs.get("vpcEndpointType") == "Gateway"
+        return f"vpce-{r.short}", {"prefixListId": f"pl-{r.short[:8]}" if gateway else None}
+
+    def _dashboard(self, r: _NewResource) -> _State:
+        name = r.inputs.get("dashboardName")
+        return r.physical, {"dashboardArn": self.arn("cloudwatch", f"dashboard/{name}", region=False)}
+
+    def _random_password(self, r: _NewResource) -> _State:
+        return r.short, {"result": _short_id(r.short, length=64)}
 
     def availability_zones(self) -> list[dict[str, str]]:
         """The zones DescribeAvailabilityZones lists for an account that opted in to a Local Zone and
@@ -267,6 +248,27 @@ class AwsLikeAnswers:
         if token not in answers:
             raise NotImplementedError(f"no mock answer for data source {token}")
         return answers[token]()
+
+
+_STATE_BUILDERS: dict[str, Callable[[AwsLikeAnswers, _NewResource], _State]] = {
+    "aws:sqs/queue:Queue": AwsLikeAnswers._queue,
+    "aws:sns/topic:Topic": AwsLikeAnswers._topic,
+    "aws:dynamodb/table:Table": AwsLikeAnswers._table,
+    "aws:lambda/function:Function": AwsLikeAnswers._function,
+    "aws:lambda/layerVersion:LayerVersion": AwsLikeAnswers._layer_version,
+    "aws:apigateway/restApi:RestApi": AwsLikeAnswers._rest_api,
+    "aws:apigateway/stage:Stage": AwsLikeAnswers._stage,
+    "aws:apigateway/apiKey:ApiKey": AwsLikeAnswers._api_key,
+    "aws:kms/key:Key": AwsLikeAnswers._kms_key,
+    "aws:iam/role:Role": AwsLikeAnswers._role,
+    "aws:cloudwatch/logGroup:LogGroup": AwsLikeAnswers._log_group,
+    "aws:secretsmanager/secret:Secret": AwsLikeAnswers._secret,
+    "aws:wafv2/webAcl:WebAcl": AwsLikeAnswers._web_acl,
+    "aws:ec2/vpcEndpoint:VpcEndpoint": AwsLikeAnswers._vpc_endpoint,
+    "aws:cloudwatch/dashboard:Dashboard": AwsLikeAnswers._dashboard,
+    "random:index/randomPassword:RandomPassword": AwsLikeAnswers._random_password,
+}
+"""Resource types whose ids or outputs the program reads; others get an EC2-style id and an ARN."""
 
 
 _SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"  # noqa: S105 - pulumi.runtime.rpc._special_sig_key
