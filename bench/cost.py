@@ -126,7 +126,7 @@ def _synthesize(pipe: Any, pan: str, count: int, serial_base: int) -> None:
     from tap_pipeline import card
     from tap_pipeline.data import secrets
 
-    fingerprint = card.reference_for_pan(secrets.fingerprint_key(), pan).fingerprint
+    fingerprint = card.snapshot_of_pan(secrets.fingerprint_key(), pan).fingerprint
     _write_history(pipe, fingerprint, pan, count, serial_base)
 
 

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS
 from tap_local.emulator import CREDENTIALS, endpoint_of
 from tap_pipeline.backtest import BacktestReport, InvalidProposal, ScoringConfig, backtest, check_proposal
-from tap_pipeline.data import clients
+from tap_pipeline.data import clients, merchants
 from tap_pipeline.data.items import iso_millis
 from tap_pipeline.data.merchants import MerchantConfig
 from tap_pipeline.data.transactions import TransactionStore
@@ -150,10 +150,10 @@ def read_only(client: Any) -> Iterator[None]:
 
 
 def read_merchant(table: str, merchant_id: str) -> MerchantConfig:
-    item = clients.dynamodb().get_item(TableName=table, Key={"merchant_id": merchant_id}, ConsistentRead=True)
-    if "Item" not in item:
+    merchant = merchants.read_config(table, merchant_id, consistent=True)
+    if merchant is None:
         raise UsageError(f"merchant {merchant_id!r} is not in {table}")
-    return MerchantConfig.from_item(item["Item"])
+    return merchant
 
 
 def run_backtest(

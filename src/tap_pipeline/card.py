@@ -31,9 +31,9 @@ def fingerprint(key: bytes, kind: str, value: str) -> str:
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def reference_for_pan(key: bytes, pan: str) -> CardSnapshot:
+def snapshot_of_pan(key: bytes, pan: str) -> CardSnapshot:
     return CardSnapshot(fingerprint=fingerprint(key, "pan", pan), kind="pan", bin=pan[:6], last4=pan[-4:])
 
 
-def reference_for_token(key: bytes, token: str) -> CardSnapshot:
+def snapshot_of_token(key: bytes, token: str) -> CardSnapshot:
     return CardSnapshot(fingerprint=fingerprint(key, "token", token), kind="token")

@@ -6,36 +6,25 @@ FAILED record), both keyed by ``transaction_id``. The validator does *not*
 use it: its conditional write of the RECEIVED record already is the API's idempotency record (see
 :mod:`tap_pipeline.intake`), which saves two DynamoDB requests per transaction.
 
-The persistence layer is built lazily because it creates a boto3 client and needs the table name
-from the environment; the wrapped functions are built once per process.
+The persistence layer (:mod:`tap_pipeline.data.idempotency_store`) is built lazily because it
+creates a boto3 client and needs the table name from the environment; the wrapped functions are
+built once per process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
-from tap_pipeline.data import clients
-from tap_pipeline.settings import common_settings
+from tap_pipeline.data.idempotency_store import persistence_layer
 
 # Longer than a message can stay replayable: a dead letter can sit in the transaction DLQ and then
 # the parking DLQ (14 days' retention each) before an operator redrives it, and a redriven message
 # starts afresh. Within the window a replay finds the record of the first, successful side effect;
 # after it, an alert or notice would be sent again.
 SIDE_EFFECT_WINDOW_SECONDS = 30 * 24 * 3600
-
-
-@cache
-def persistence_layer() -> DynamoDBPersistenceLayer:
-    table = common_settings().idempotency_table
-    return DynamoDBPersistenceLayer(table_name=table, boto3_client=clients.raw_dynamodb())
 
 
 # Every side effect is keyed by the transaction record's key, whichever function performs it.

@@ -37,7 +37,7 @@ from tap_contract.api import CardDisplay, ErrorCode, Status, TransactionRequest,
 from tap_contract.messages import CardSnapshot, TransactionMessage
 from tap_pipeline import card
 from tap_pipeline.data import merchants, queue, secrets, transactions
-from tap_pipeline.data.fraud_state import card_event_item
+from tap_pipeline.data.fraud_state import card_event_put
 from tap_pipeline.data.items import iso_millis, merchant_shard_key
 from tap_pipeline.data.merchants import MerchantConfig
 from tap_pipeline.data.transactions import AlreadyExists, ConcurrentRequest, message_from_record
@@ -52,6 +52,21 @@ class Accepted:
     transaction_id: str
 
 
+# Every code a Refused can carry: merchant rules, a reused id, a failed enqueue, a concurrent request.
+REFUSALS = frozenset(
+    {
+        ErrorCode.MERCHANT_NOT_FOUND,
+        ErrorCode.MERCHANT_INACTIVE,
+        ErrorCode.CURRENCY_NOT_ALLOWED,
+        ErrorCode.AMOUNT_BELOW_MINIMUM,
+        ErrorCode.AMOUNT_ABOVE_MAXIMUM,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        ErrorCode.ENQUEUE_FAILED,
+        ErrorCode.REQUEST_IN_PROGRESS,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Refused:
     """Not accepted, for ``code``; ``transaction_id`` when a record exists for it (409, 503)."""
@@ -59,6 +74,10 @@ class Refused:
     code: ErrorCode
     message: str
     transaction_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in REFUSALS:
+            raise ValueError(f"{self.code} is not a refusal of intake")
 
 
 Outcome: TypeAlias = Accepted | Refused
@@ -90,11 +109,11 @@ def check_merchant(merchant: MerchantConfig | None, request: TransactionRequest)
         )
 
 
-def card_reference(request: TransactionRequest, key: bytes) -> CardSnapshot:
+def card_snapshot(request: TransactionRequest, key: bytes) -> CardSnapshot:
     if request.card.token is not None:
-        return card.reference_for_token(key, request.card.token)
+        return card.snapshot_of_token(key, request.card.token)
     assert request.card.number is not None  # guaranteed by CardInput's validator
-    return card.reference_for_pan(key, request.card.number)
+    return card.snapshot_of_pan(key, request.card.number)
 
 
 def request_hash(request: TransactionRequest, reference: CardSnapshot, key: bytes) -> str:
@@ -174,7 +193,7 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     transaction_id = request.transaction_id or str(uuid.uuid4())
     logger.append_keys(transaction_id=transaction_id, merchant_id=request.merchant_id)
     key = secrets.fingerprint_key()
-    reference = card_reference(request, key)
+    reference = card_snapshot(request, key)
     digest = request_hash(request, reference, key)
     try:
         check_merchant(merchants.directory().get(request.merchant_id), request)
@@ -190,10 +209,9 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     message = build_message(request, reference, transaction_id, now)
     # The card event goes in with the record, so the detector's card history is complete for
     # every transaction received before this one, whatever order their messages are processed in.
-    card_event = {"TableName": validator_settings().fraud_state_table, "Item": card_event_item(message)}
     try:
         result = transactions.store().create_received(
-            message, digest, int(now.timestamp()), also_put=[card_event]
+            message, digest, int(now.timestamp()), also_put=[card_event_put(message)]
         )
     except ConcurrentRequest:
         return Refused(

@@ -43,7 +43,7 @@ from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile, is_small
 from tap_pipeline.data import clients
 from tap_pipeline.observability import tracer
-from tap_pipeline.settings import fraud_detector_settings
+from tap_pipeline.settings import fraud_detector_settings, validator_settings
 
 MINUTE = 60
 HOUR = 3600
@@ -83,6 +83,11 @@ def card_event_item(message: TransactionMessage) -> dict[str, Any]:
         "small": is_small(message),
         "expires_at": at // 1000 + CARD_EVENT_TTL_SECONDS,
     }
+
+
+def card_event_put(message: TransactionMessage) -> dict[str, Any]:
+    """The card event as one ``Put`` of the validator's ``TransactWriteItems`` (with the record)."""
+    return {"TableName": validator_settings().fraud_state_table, "Item": card_event_item(message)}
 
 
 def profile_pk(merchant_id: str, currency: str, shard: int | str) -> str:

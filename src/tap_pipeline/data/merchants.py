@@ -66,13 +66,18 @@ class MerchantDirectory:
         self._cache[merchant_id] = (now + self._ttl, config)
         return config
 
-    @tracer.capture_method(capture_response=False)
     def _load(self, merchant_id: str) -> MerchantConfig | None:
-        response = clients.dynamodb().get_item(
-            TableName=self._table_name, Key={tables.MERCHANT_ID: merchant_id}
-        )
-        item = response.get("Item")
-        return MerchantConfig.from_item(item) if item else None
+        return read_config(self._table_name, merchant_id)
+
+
+@tracer.capture_method(capture_response=False)
+def read_config(table_name: str, merchant_id: str, *, consistent: bool = False) -> MerchantConfig | None:
+    """One merchant's configuration, uncached (the directory caches it; tools read it directly)."""
+    response = clients.dynamodb().get_item(
+        TableName=table_name, Key={tables.MERCHANT_ID: merchant_id}, ConsistentRead=consistent
+    )
+    item = response.get("Item")
+    return MerchantConfig.from_item(item) if item else None
 
 
 @cache

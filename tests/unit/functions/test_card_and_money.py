@@ -60,7 +60,7 @@ def test_fingerprint_refuses_short_keys():
 
 
 def test_reference_keeps_only_bin_and_last4():
-    reference = card.reference_for_pan(KEY, "4111111111111111")
+    reference = card.snapshot_of_pan(KEY, "4111111111111111")
 
     assert (reference.bin, reference.last4) == ("411111", "1111")
     assert "4111111111111111" not in repr(reference)
