@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from tap_pipeline import failures, idempotency
 from tap_pipeline.batch import LoggingBatchProcessor
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
+from tap_pipeline.settings import failed_handler_settings
 
 if TYPE_CHECKING:  # the batch utility's response type; not needed at run time
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -34,6 +35,9 @@ def _sent_at(record: SQSRecord) -> datetime:
 def record_handler(record: SQSRecord) -> str:
     logger.remove_keys(["transaction_id"])
     logger.set_correlation_id(record.message_id)
+    # A misconfigured function fails every record loudly before it writes anything (a missing
+    # topic must not leave a FAILED record whose notice can never be sent).
+    failed_handler_settings()
     letter = failures.DeadLetter(
         message_id=record.message_id,
         body=record.body or "",

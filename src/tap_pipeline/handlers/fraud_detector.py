@@ -16,6 +16,7 @@ from tap_contract.messages import TransactionMessage
 from tap_pipeline import idempotency, rules, scoring
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
+from tap_pipeline.settings import fraud_detector_settings
 
 if TYPE_CHECKING:  # the batch utility's response type; not needed at run time
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -29,6 +30,8 @@ def record_handler(record: SQSRecord) -> str:
     # Keys from the previous record of the batch must not leak into this record's logs.
     logger.remove_keys(["transaction_id", "merchant_id"])
     logger.set_correlation_id(record.message_id)
+    # A misconfigured function fails every record loudly before it writes anything.
+    fraud_detector_settings()
     try:
         message = TransactionMessage.model_validate_json(record.body)
     except ValidationError as exc:

@@ -28,16 +28,22 @@ from tap_contract.api import (
 from tap_contract.metrics import INTERNAL_ERROR
 from tap_pipeline import http, intake
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
+from tap_pipeline.settings import validator_settings
 
 MAX_BODY_BYTES = 16 * 1024
 
-# The status of each refusal the domain can return; every other refusal is a merchant rule (422).
+# The HTTP status of every refusal the domain can return (intake.REFUSALS; a unit test keeps the two
+# equal, so a new refusal cannot fall through to some default status).
 REFUSAL_STATUS = {
+    ErrorCode.MERCHANT_NOT_FOUND: 422,
+    ErrorCode.MERCHANT_INACTIVE: 422,
+    ErrorCode.CURRENCY_NOT_ALLOWED: 422,
+    ErrorCode.AMOUNT_BELOW_MINIMUM: 422,
+    ErrorCode.AMOUNT_ABOVE_MAXIMUM: 422,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 409,
     ErrorCode.ENQUEUE_FAILED: 503,
     ErrorCode.REQUEST_IN_PROGRESS: 503,
 }
-MERCHANT_RULE_STATUS = 422
 
 
 def _count_rejection(code: str) -> None:
@@ -94,7 +100,7 @@ def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
         accepted = TransactionAccepted(transaction_id=outcome.transaction_id, status="PENDING")
         location = {"Location": f"/transaction/{outcome.transaction_id}"}
         return http.response(202, accepted.to_json(), location)
-    status = REFUSAL_STATUS.get(outcome.code, MERCHANT_RULE_STATUS)
+    status = REFUSAL_STATUS[outcome.code]
     _count_rejection(outcome.code)
     if outcome.code is ErrorCode.ENQUEUE_FAILED:
         # Not the client's doing: an error of this function for its C6 alarm.
@@ -142,6 +148,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def route(event: dict[str, Any]) -> dict[str, Any]:
+    validator_settings()  # a misconfigured function answers 503 (and logs which variable) first
     method = event.get("httpMethod")
     resource = event.get("resource") or event.get("path") or ""
     if resource == "/transaction" and method == "POST":

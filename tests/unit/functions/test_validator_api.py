@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tap_contract.api import ErrorCode
 from tap_testing.backend import TEST_MERCHANT, transaction
 from tap_testing.cards import AMEX, FUTURE_EXPIRY, VISA
 from tests.unit.functions.conftest import emitted_metrics
@@ -400,3 +401,29 @@ def test_p2_explicit_null_in_an_optional_field_is_400_naming_it_and_nothing_is_s
     errors = json.loads(response["body"])["errors"]
     assert any(e["field"] == field and "not null" in e["message"] for e in errors)
     _nothing_stored_or_queued(pipeline)
+
+
+def test_every_refusal_the_domain_returns_has_exactly_one_http_status():
+    from tap_pipeline import intake
+    from tap_pipeline.handlers import validator
+
+    assert set(validator.REFUSAL_STATUS) == intake.REFUSALS
+    with pytest.raises(ValueError, match="not a refusal"):
+        intake.Refused(ErrorCode.NOT_FOUND, "a lookup answer is not an intake refusal")
+
+
+def test_concurrent_request_with_the_same_id_is_503_with_retry_after_and_nothing_queued(
+    pipeline, monkeypatch
+):
+    from tap_pipeline.data import transactions
+
+    def concurrent(*args: Any, **kwargs: Any) -> Any:
+        raise transactions.ConcurrentRequest("in-flight")
+
+    monkeypatch.setattr(transactions.TransactionStore, "create_received", concurrent)
+    response = pipeline.post(transaction(transaction_id="in-flight"))
+
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "1"
+    assert json.loads(response["body"])["code"] == "REQUEST_IN_PROGRESS"
+    assert pipeline.queue_depth(pipeline.queue_url) == 0
