@@ -2,8 +2,8 @@
 
 The REST API is imported from this document and the local pipeline serves it. The full request
 contract (`TransactionRequest`) and every response body are generated from the contract's models
-(`tap_contract.api`), the ones the validator function parses and answers with. The request is
-but API Gateway checks only the body's shape: that it is a JSON object. Everything else is checked
+(`tap_contract.api`), the ones the validator function parses and answers with. Of the request,
+API Gateway checks only the body's shape: that it is a JSON object. Everything else is checked
 by the validator function, which answers 400 with one message per bad field and never echoes a
 submitted value. API Gateway's own validation message (`$context.error.validationErrorString`)
 quotes the submitted values, card number and CVV included, and is not JSON-escaped, so it never

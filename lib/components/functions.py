@@ -2,7 +2,8 @@
 
 Each function gets its own role whose policy names exactly the tables, queues, topics and key it
 uses (C2). Log groups are created here, not by Lambda, so they have 30-day retention and the stack's
-key (P7, C3). Environment variables follow docs/function-contract.md.
+key (P7, C3). Each function's environment is exactly what the contract (tap_contract.environment)
+says it reads; docs/function-contract.md describes them.
 
 What the functions import (F14): their own package from the code asset (lib/packaging.py), and
 every third-party package, boto3 included, from one layer holding exactly requirements/functions.txt
