@@ -33,6 +33,7 @@ from typing import Any
 import botocore.client
 
 from bench.common import Mode
+from tap_contract.seed import TEST_MERCHANT_ID
 from tap_pipeline.amounts import AmountProfile
 
 REAL_HISTORY = 100
@@ -106,7 +107,7 @@ def _fresh_pan(serial: int) -> str:
 
 def _body(pan: str, amount: str) -> dict[str, Any]:
     return {
-        "merchant_id": "test-merchant-001",
+        "merchant_id": TEST_MERCHANT_ID,
         "amount": amount,
         "currency": "USD",
         "card": {"number": pan, "expiry": "12/39", "cvv": "123"},
@@ -150,8 +151,8 @@ def _write_history(pipe: Any, fingerprint: str, pan: str, count: int, serial_bas
                 "transaction_id": transaction_id,
                 "timestamp": stamp,
                 "status": "CLEARED",
-                "merchant_id": "test-merchant-001",
-                "merchant_shard": items.merchant_shard_key("test-merchant-001", transaction_id, shards),
+                "merchant_id": TEST_MERCHANT_ID,
+                "merchant_shard": items.merchant_shard_key(TEST_MERCHANT_ID, transaction_id, shards),
                 "amount": amount,
                 "currency": "USD",
                 "card_fingerprint": fingerprint,
@@ -181,7 +182,7 @@ def _write_history(pipe: Any, fingerprint: str, pan: str, count: int, serial_bas
     profile = AmountProfile.of(amounts)
     pipe.ddb.meta.client.update_item(
         **fraud_state.profile_add(
-            pipe.fraud_state_table, "test-merchant-001", "USD", serial_base % 16, profile.bins
+            pipe.fraud_state_table, TEST_MERCHANT_ID, "USD", serial_base % 16, profile.bins
         )
     )
 
@@ -193,8 +194,8 @@ def _history_message(fingerprint: str, transaction_id: str, stamp: str, amount: 
     return TransactionMessage(
         transaction_id=transaction_id,
         timestamp=stamp,
-        merchant_id="test-merchant-001",
-        merchant_shard=items.merchant_shard_key("test-merchant-001", transaction_id, shards),
+        merchant_id=TEST_MERCHANT_ID,
+        merchant_shard=items.merchant_shard_key(TEST_MERCHANT_ID, transaction_id, shards),
         amount=amount,
         currency="USD",
         card=CardSnapshot(fingerprint=fingerprint, kind="pan"),

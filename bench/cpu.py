@@ -20,6 +20,7 @@ from botocore.awsrequest import AWSResponse
 
 from bench.common import Mode
 from lib.graph import DEFAULT_ACCOUNT_ID
+from tap_contract.seed import TEST_MERCHANT_ID
 
 # Stated in-VPC service latencies (ms per call, through VPC endpoints, same region; assumptions).
 LATENCY_MS = {
@@ -43,7 +44,7 @@ class _Raw:
 
 
 MERCHANT = {
-    "merchant_id": {"S": "test-merchant-001"},
+    "merchant_id": {"S": TEST_MERCHANT_ID},
     "active": {"BOOL": True},
     "allowed_currencies": {"L": [{"S": "USD"}, {"S": "EUR"}]},
     "min_amount": {"N": "0.50"},

@@ -25,7 +25,7 @@ from lib.components.monitoring import Monitoring, MonitoringArgs
 from lib.components.network import Network, NetworkArgs
 from lib.config import StackSettings
 from lib.openapi import transaction_request_schema
-from tap_contract import metrics
+from tap_contract import metrics, queues
 from tap_contract.seed import TEST_MERCHANT_ID
 from tap_contract.tables import MERCHANT_INDEX_NAME
 
@@ -115,8 +115,8 @@ class TapStack(pulumi.ComponentResource):
                 queue_consumers=frozenset(functions.queue_consumers),
                 metrics_namespace=metrics.NAMESPACE,
                 dead_letter_queue_names={
-                    "failed-handler-dlq": messaging.parking_dlq.name,
-                    "lambda-async-dlq": messaging.async_failure_dlq.name,
+                    queues.PARKING_DLQ: messaging.parking_dlq.name,
+                    queues.ASYNC_FAILURE_DLQ: messaging.async_failure_dlq.name,
                 },
                 drained_dead_letter_queue_names={"transaction-dlq": messaging.transaction_dlq.name},
                 work_queue_name=messaging.transaction_queue.name,

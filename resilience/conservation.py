@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-FINAL_STATES = frozenset({"CLEARED", "FLAGGED", "FAILED"})
+from tap_contract.api import FINAL_STATUSES
 
 
 @dataclass
@@ -76,7 +76,9 @@ def check(accepted_ids: set[str], state: PipelineState) -> ConservationReport:
     alerts = Counter(str(a.get("transaction_id")) for a in state.fraud_alerts)
 
     lost = sorted(
-        tid for tid in accepted_ids if not any(r.get("status") in FINAL_STATES for r in records.get(tid, []))
+        tid
+        for tid in accepted_ids
+        if not any(r.get("status") in FINAL_STATUSES for r in records.get(tid, []))
     )
     duplicates = sorted(tid for tid, items in records.items() if len(items) > 1)
     flagged = {tid for tid, items in records.items() if any(r.get("status") == "FLAGGED" for r in items)}
@@ -96,7 +98,7 @@ def check(accepted_ids: set[str], state: PipelineState) -> ConservationReport:
             if r.get("status") == "FAILED" and not r.get("failure_reason")
         ),
         not_final=sorted(
-            tid for tid, items in records.items() for r in items if r.get("status") not in FINAL_STATES
+            tid for tid, items in records.items() for r in items if r.get("status") not in FINAL_STATUSES
         ),
         queued=dict(state.queued),
     )

@@ -23,9 +23,10 @@ from hypothesis import seed as seed_
 from hypothesis import strategies as st
 
 from resilience import harness
+from tap_contract.seed import TEST_MERCHANT_ID
 
 # A seeded merchant and an amount/currency it accepts: some generated requests must get through.
-KNOWN = {"merchant_id": "test-merchant-001", "currency": "USD", "amount": "12.34"}
+KNOWN = {"merchant_id": TEST_MERCHANT_ID, "currency": "USD", "amount": "12.34"}
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
 ANY_JSON = st.recursive(
     JSON_SCALARS,

@@ -18,7 +18,8 @@ from typing import Any
 import requests
 from boto3.dynamodb.types import TypeDeserializer
 
-from resilience.conservation import FINAL_STATES, PipelineState
+from resilience.conservation import PipelineState
+from tap_contract.api import FINAL_STATUSES
 from tap_local.faults import FaultPlan
 from tap_local.pipeline import LocalConfig, LocalPipeline
 from tap_local.redrive import queue_urls
@@ -159,7 +160,7 @@ def settle(
         statuses = {str(i["transaction_id"]): i.get("status") for i in state.transactions}
         flagged = sum(1 for s in statuses.values() if s == "FLAGGED")
         if (
-            all(statuses.get(tid) in FINAL_STATES for tid in accepted)
+            all(statuses.get(tid) in FINAL_STATUSES for tid in accepted)
             and not any(state.queued.values())
             and (not require_alerts or len({a.get("transaction_id") for a in state.fraud_alerts}) >= flagged)
         ):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resilience import harness
-from resilience.conservation import FINAL_STATES
+from tap_contract.api import FINAL_STATUSES
 from tap_local.faults import FaultPlan
 from tap_local.pipeline import REPO_ROOT, LocalPipeline
 from tap_local.scenarios import DEFAULT_MERCHANT, STRICT_MERCHANT, transaction
@@ -157,7 +157,9 @@ def run(timeout: float = 150) -> RecoveryResult:
         plan.rate = 0.0  # the cause is fixed
         result.moved_first = _run_cli(running)
         harness.settle(running, set(ids), timeout=60, require_alerts=False)
-        _wait(lambda: all(s and s[0] in FINAL_STATES for s in _summary(running, ids)["records"].values()), 30)
+        _wait(
+            lambda: all(s and s[0] in FINAL_STATUSES for s in _summary(running, ids)["records"].values()), 30
+        )
         time.sleep(3)
         result.after_first = _summary(running, ids)
         for message in parked:

@@ -21,7 +21,8 @@ from typing import Any
 
 import boto3
 
-from tap_contract import metrics, tables
+from lib.graph import DEFAULT_ACCOUNT_ID
+from tap_contract import metrics, queues, tables
 from tap_contract.seed import TEST_MERCHANT_ID
 from tap_pipeline.rules import Facts
 from tap_testing.cards import FUTURE_EXPIRY, VISA
@@ -89,7 +90,9 @@ class FakeContext:
         self.function_name = f"{name}-{SUFFIX}"
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = 512
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:{self.function_name}"
+        )
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{self.function_name}"
         self.log_stream_name = "stream"
@@ -100,7 +103,7 @@ class FakeContext:
 
 def sqs_event(messages: list[dict[str, Any]], queue_url: str) -> dict[str, Any]:
     """The Lambda event the SQS event source mapping would deliver for ``messages`` of a queue."""
-    arn = f"arn:aws:sqs:{REGION}:123456789012:{queue_url.rsplit('/', 1)[-1]}"
+    arn = f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:{queue_url.rsplit('/', 1)[-1]}"
     records = []
     for message in messages:
         attributes = message.get("Attributes", {})
@@ -378,13 +381,13 @@ def build_pipeline(setenv: SetEnv = os.environ.__setitem__) -> Pipeline:
     def redrive_to(arn: str) -> str:
         return json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
 
-    failed_dlq_url, failed_dlq_arn = queue("failed-handler-dlq", MessageRetentionPeriod="1209600")
+    failed_dlq_url, failed_dlq_arn = queue(queues.PARKING_DLQ, MessageRetentionPeriod="1209600")
     dlq_url, dlq_arn = queue(
-        "transactions-dlq", MessageRetentionPeriod="1209600", RedrivePolicy=redrive_to(failed_dlq_arn)
+        queues.TRANSACTIONS_DLQ, MessageRetentionPeriod="1209600", RedrivePolicy=redrive_to(failed_dlq_arn)
     )
-    queue_url, _ = queue("transactions", VisibilityTimeout="300", RedrivePolicy=redrive_to(dlq_arn))
-    fraud_topic = sns.create_topic(Name=f"fraud-alerts-{SUFFIX}")["TopicArn"]
-    ops_topic = sns.create_topic(Name=f"ops-alerts-{SUFFIX}")["TopicArn"]
+    queue_url, _ = queue(queues.TRANSACTIONS, VisibilityTimeout="300", RedrivePolicy=redrive_to(dlq_arn))
+    fraud_topic = sns.create_topic(Name=f"{queues.FRAUD_ALERTS}-{SUFFIX}")["TopicArn"]
+    ops_topic = sns.create_topic(Name=f"{queues.OPS_ALERTS}-{SUFFIX}")["TopicArn"]
     fraud_capture_url, fraud_capture_arn = queue("fraud-alert-capture")
     ops_capture_url, ops_capture_arn = queue("ops-alert-capture")
     for topic, arn in ((fraud_topic, fraud_capture_arn), (ops_topic, ops_capture_arn)):

@@ -20,6 +20,7 @@ import pulumi_aws as aws
 
 from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
+from tap_contract import queues
 
 TRANSACTION_VISIBILITY_TIMEOUT_SECONDS = 300  # P3; 5x the 60 s function timeout
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # C8
@@ -50,10 +51,10 @@ class Messaging(TaggedComponent):
         super().__init__("Messaging", name, args.context, opts)
         self._kms_key_arn = args.kms_key_arn
 
-        self.parking_dlq = self._queue("parking-dlq", "failed-handler-dlq", DLQ_RETENTION_SECONDS, 60)
+        self.parking_dlq = self._queue("parking-dlq", queues.PARKING_DLQ, DLQ_RETENTION_SECONDS, 60)
         self.transaction_dlq = self._queue(
             "transaction-dlq",
-            "transactions-dlq",
+            queues.TRANSACTIONS_DLQ,
             DLQ_RETENTION_SECONDS,
             TRANSACTION_VISIBILITY_TIMEOUT_SECONDS,
             dead_letter_target=self.parking_dlq,
@@ -61,19 +62,19 @@ class Messaging(TaggedComponent):
         )
         self.transaction_queue = self._queue(
             "transaction-queue",
-            "transactions",
+            queues.TRANSACTIONS,
             QUEUE_RETENTION_SECONDS,
             TRANSACTION_VISIBILITY_TIMEOUT_SECONDS,
             dead_letter_target=self.transaction_dlq,
         )
         self.async_failure_dlq = self._queue(
-            "async-failure-dlq", "lambda-async-dlq", DLQ_RETENTION_SECONDS, 60
+            "async-failure-dlq", queues.ASYNC_FAILURE_DLQ, DLQ_RETENTION_SECONDS, 60
         )
         self._allow_redrive_only_from(self.transaction_dlq, "transaction-dlq", self.transaction_queue)
         self._allow_redrive_only_from(self.parking_dlq, "parking-dlq", self.transaction_dlq)
 
-        self.fraud_alert_topic = self._topic("fraud-alert-topic", "fraud-alerts", args.alert_email)
-        self.ops_alert_topic = self._topic("ops-alert-topic", "ops-alerts", args.alert_email)
+        self.fraud_alert_topic = self._topic("fraud-alert-topic", queues.FRAUD_ALERTS, args.alert_email)
+        self.ops_alert_topic = self._topic("ops-alert-topic", queues.OPS_ALERTS, args.alert_email)
 
         self.register_outputs(
             {

@@ -52,6 +52,10 @@ class Status(StrEnum):
     FAILED = "FAILED"
 
 
+FINAL_STATUSES = frozenset({Status.CLEARED, Status.FLAGGED, Status.FAILED})
+"""The statuses a transaction never leaves (every accepted transaction must reach one: P6)."""
+
+
 def _error(message: str) -> PydanticCustomError:
     # A custom error type keeps the message verbatim (no "Value error, " prefix).
     return PydanticCustomError("invalid", message)

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from tap_contract.seed import TEST_MERCHANT_ID
 from tap_local.pipeline import LocalConfig, LocalPipeline
 from tap_local.scenarios import fraud_scenarios, transaction, unprocessable_message
 
@@ -73,7 +74,7 @@ def run_demo() -> int:
                 tracked.append((label, answer["transaction_id"]))
 
         send("normal transaction", transaction())
-        send("malformed body", {"merchant_id": "test-merchant-001", "amount": 12})
+        send("malformed body", {"merchant_id": TEST_MERCHANT_ID, "amount": 12})
         send("not JSON", raw="{oops")
         send("unknown merchant", transaction(merchant="no-such-merchant"))
         send("no API key", transaction(), key=False)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tap_contract.card_numbers import with_check_digit
+from tap_contract.seed import STRICT_TEST_MERCHANT_ID, TEST_MERCHANT_ID
 
-DEFAULT_MERCHANT = "test-merchant-001"
-STRICT_MERCHANT = "test-merchant-strict"
+DEFAULT_MERCHANT = TEST_MERCHANT_ID
+STRICT_MERCHANT = STRICT_TEST_MERCHANT_ID
 
 
 def unique_token() -> str:

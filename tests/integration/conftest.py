@@ -24,9 +24,10 @@ import boto3
 import pytest
 import requests
 
+from tap_contract.api import FINAL_STATUSES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS_PATH = REPO_ROOT / "cfn-outputs" / "flat-outputs.json"
-FINAL_STATUSES = {"CLEARED", "FLAGGED", "FAILED"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

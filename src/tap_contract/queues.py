@@ -1,0 +1,23 @@
+"""What each queue and topic is for: the purpose part of its physical name (``tap-<purpose>-<suffix>``).
+
+The stack names its resources from these, the test backend builds the same layout, and monitoring
+keys its dead-letter alarms by them, so a queue cannot be renamed on one side only.
+"""
+
+from __future__ import annotations
+
+TRANSACTIONS = "transactions"
+"""The validator's accepted transactions, consumed by the fraud detector."""
+
+TRANSACTIONS_DLQ = "transactions-dlq"
+"""Transactions the detector failed 5 times, consumed by the failed handler."""
+
+PARKING_DLQ = "failed-handler-dlq"
+"""Dead letters the failed handler could not record either: terminal, alarmed, redriven by hand."""
+
+ASYNC_FAILURE_DLQ = "lambda-async-dlq"
+"""Failed asynchronous invocations of any function: terminal, alarmed."""
+
+FRAUD_ALERTS = "fraud-alerts"
+OPS_ALERTS = "ops-alerts"
+"""SNS topics: one alert per FLAGGED transaction; alarms and FAILED-transaction notices."""
