@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from tap_contract import tables
 from tap_contract.messages import TransactionMessage
 from tap_pipeline import amounts
 from tap_pipeline.amounts import AmountProfile, is_small
@@ -75,13 +76,13 @@ def card_event_item(message: TransactionMessage) -> dict[str, Any]:
     """The card event the validator writes with the RECEIVED record (no card data in it)."""
     at = received_ms(message)
     return {
-        "pk": card_pk(message.card.fingerprint),
-        "sk": event_sk(at, message.transaction_id),
+        tables.FRAUD_STATE_PK: card_pk(message.card.fingerprint),
+        tables.FRAUD_STATE_SK: event_sk(at, message.transaction_id),
         "merchant_id": message.merchant_id,
         "currency": message.currency,
         "amount": message.amount,
         "small": is_small(message),
-        "expires_at": at // 1000 + CARD_EVENT_TTL_SECONDS,
+        tables.FRAUD_STATE_TTL: at // 1000 + CARD_EVENT_TTL_SECONDS,
     }
 
 
@@ -94,6 +95,13 @@ def profile_pk(merchant_id: str, currency: str, shard: int | str) -> str:
     return f"amounts#{merchant_id}#{currency}#{shard}"
 
 
+def profile_key(merchant_id: str, currency: str, shard: int | str) -> dict[str, str]:
+    return {
+        tables.FRAUD_STATE_PK: profile_pk(merchant_id, currency, shard),
+        tables.FRAUD_STATE_SK: PROFILE_SK,
+    }
+
+
 def profile_add(
     table_name: str, merchant_id: str, currency: str, shard: int | str, bins: dict[int, int]
 ) -> dict[str, Any]:
@@ -101,7 +109,7 @@ def profile_add(
     names = sorted(bins)
     return {
         "TableName": table_name,
-        "Key": {"pk": profile_pk(merchant_id, currency, shard), "sk": PROFILE_SK},
+        "Key": profile_key(merchant_id, currency, shard),
         "UpdateExpression": "ADD " + ", ".join(f"{amounts.bin_attribute(i)} :b{i}" for i in names),
         "ExpressionAttributeValues": {f":b{i}": bins[i] for i in names},
     }
@@ -118,7 +126,7 @@ class CardEvent:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> CardEvent:
-        at, _, transaction_id = str(item["sk"]).partition("#")
+        at, _, transaction_id = str(item[tables.FRAUD_STATE_SK]).partition("#")
         return cls(
             received_ms=int(at),
             transaction_id=transaction_id,
@@ -154,14 +162,15 @@ class FraudState:
             Limit=CARD_HISTORY_LIMIT + 1,
             ConsistentRead=True,
         )
-        events = [CardEvent.from_item(item) for item in response.get("Items", []) if item["sk"] != own]
+        events = [
+            CardEvent.from_item(item)
+            for item in response.get("Items", [])
+            if item[tables.FRAUD_STATE_SK] != own
+        ]
         return events[:CARD_HISTORY_LIMIT]
 
     def profile_keys(self, merchant_id: str, currency: str) -> list[dict[str, str]]:
-        return [
-            {"pk": profile_pk(merchant_id, currency, shard), "sk": PROFILE_SK}
-            for shard in [*range(self.shards), "seed"]
-        ]
+        return [profile_key(merchant_id, currency, shard) for shard in [*range(self.shards), "seed"]]
 
     def cached_profile(self, merchant_id: str, currency: str) -> AmountProfile | None:
         hit = self._profiles.get((merchant_id, currency))
@@ -217,8 +226,7 @@ class FraudState:
             client.put_item(
                 TableName=self.table_name,
                 Item={
-                    "pk": profile_pk(message.merchant_id, message.currency, "seed"),
-                    "sk": PROFILE_SK,
+                    **profile_key(message.merchant_id, message.currency, "seed"),
                     "seeded_at": message.timestamp,
                     **{amounts.bin_attribute(index): count for index, count in profile.bins.items()},
                 },

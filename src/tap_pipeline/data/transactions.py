@@ -17,6 +17,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
+from tap_contract import tables
 from tap_contract.api import Status
 from tap_contract.messages import TransactionMessage
 from tap_pipeline.data import clients
@@ -27,6 +28,10 @@ from tap_pipeline.settings import common_settings
 GUARD_PREFIX = "transaction#"
 # Clients may retry with the same transaction id for this long; afterwards the id may be reused.
 GUARD_RETENTION_SECONDS = 30 * 24 * 3600
+
+
+def record_key(transaction_id: str, timestamp: str) -> dict[str, str]:
+    return {tables.TRANSACTION_ID: transaction_id, tables.TIMESTAMP: timestamp}
 
 
 def guard_id(transaction_id: str) -> str:
@@ -176,7 +181,9 @@ class TransactionStore:
     @tracer.capture_method(capture_response=False)
     def get_guard(self, transaction_id: str) -> dict[str, Any] | None:
         response = clients.dynamodb().get_item(
-            TableName=self.idempotency_table, Key={"id": guard_id(transaction_id)}, ConsistentRead=True
+            TableName=self.idempotency_table,
+            Key={tables.IDEMPOTENCY_ID: guard_id(transaction_id)},
+            ConsistentRead=True,
         )
         guard: dict[str, Any] | None = response.get("Item")
         return guard
@@ -185,7 +192,7 @@ class TransactionStore:
     def get_record(self, transaction_id: str, timestamp: str) -> dict[str, Any] | None:
         response = clients.dynamodb().get_item(
             TableName=self.table_name,
-            Key={"transaction_id": transaction_id, "timestamp": timestamp},
+            Key=record_key(transaction_id, timestamp),
             ConsistentRead=True,
         )
         record: dict[str, Any] | None = response.get("Item")
@@ -227,7 +234,7 @@ class TransactionStore:
         try:
             client.update_item(
                 TableName=self.table_name,
-                Key={"transaction_id": key[0], "timestamp": key[1]},
+                Key=record_key(*key),
                 UpdateExpression=(
                     "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at, "
                     "features = :features"
@@ -260,7 +267,7 @@ class TransactionStore:
         with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
             client.update_item(
                 TableName=self.table_name,
-                Key={"transaction_id": message.transaction_id, "timestamp": message.timestamp},
+                Key=record_key(message.transaction_id, message.timestamp),
                 UpdateExpression="SET last_error = :cause, last_error_at = :at ADD processing_attempts :one",
                 ConditionExpression="attribute_exists(transaction_id) AND #status = :received",
                 ExpressionAttributeNames={"#status": "status"},
@@ -285,7 +292,7 @@ class TransactionStore:
         try:
             response = client.update_item(
                 TableName=self.table_name,
-                Key={"transaction_id": key[0], "timestamp": key[1]},
+                Key=record_key(*key),
                 UpdateExpression=(
                     "SET #status = :failed, failure_reason = if_not_exists(last_error, :reason), "
                     "receive_count = :count, failed_at = :at, failed_message_id = :mid"
