@@ -15,10 +15,10 @@ Nothing is deferred to the first invocation (`tests/unit/functions/test_cold_sta
 so this figure is the whole cold start of the handler's main path.
 
 A third child per round (the three run in a rotating order) runs the same handler measurement on
-a copy of the layer's packages and of ``tap_pipeline`` without bytecode, the way Lambda sees a layer
-and code asset built by another Python version (read-only, so every imported module is compiled in
-memory at every cold start): what `lib.layer` and `lib.packaging` avoid by shipping bytecode when
-built on the runtime's version.
+a copy of the layer's packages and of the code asset (``tap_pipeline``, ``tap_contract``) without
+bytecode, the way Lambda sees a layer and code asset built by another Python version (read-only,
+so every imported module is compiled in memory at every cold start): what `lib.layer` and
+`lib.packaging` avoid by shipping bytecode when built on the runtime's version.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 
 from bench.common import REPO_ROOT, Mode, median_spread
 from lib.layer import BYTECODE_MODE
+from lib.packaging import FUNCTION_PACKAGES
 
 # Module -> the tap_pipeline.data.clients factories its handler needs on a happy-path invocation.
 HANDLERS: dict[str, tuple[str, ...]] = {
@@ -135,13 +136,14 @@ def _lambda_env(service: str) -> dict[str, str]:
 
 
 def _source_only_tree(root: Path) -> Path:
-    """The layer's packages and `tap_pipeline` as `.py` files without bytecode, under `root`."""
+    """The layer's packages and the code asset's packages as `.py` files without bytecode, under `root`."""
     from lib.layer import provided_modules, resolve_from_environment
 
     tree = root / "python"
     tree.mkdir()
     no_bytecode = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO_ROOT / "src" / "tap_pipeline", tree / "tap_pipeline", ignore=no_bytecode)
+    for package in FUNCTION_PACKAGES:
+        shutil.copytree(REPO_ROOT / "src" / package, tree / package, ignore=no_bytecode)
     for module in sorted(provided_modules(resolve_from_environment())):
         spec = importlib.util.find_spec(module)
         if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
@@ -200,7 +202,8 @@ def run(mode: Mode) -> ColdStartResult:
     # the children from writing any, so without this a file edited since its .pyc was written would
     # be compiled in every handler child (and never in the baseline).
     # Hash-checked, as the code asset ships it (lib/packaging.py).
-    compileall.compile_dir(REPO_ROOT / "src" / "tap_pipeline", quiet=1, invalidation_mode=BYTECODE_MODE)
+    for package in FUNCTION_PACKAGES:
+        compileall.compile_dir(REPO_ROOT / "src" / package, quiet=1, invalidation_mode=BYTECODE_MODE)
     result = ColdStartResult(runs, warmup, {module: HandlerRuns() for module in HANDLERS}, _tracing_enabled())
     with tempfile.TemporaryDirectory(prefix="cold-start-") as scratch:
         _rounds(result, mode, warmup + runs, _source_only_tree(Path(scratch)))
