@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -109,6 +110,7 @@ def build_openapi_document(
             ErrorBody,
         ),
         "403": _json_response("Missing or invalid API key", ErrorBody),
+        "413": _json_response("Request too large (answered by API Gateway)", ErrorBody),
         "429": _json_response("Throttled by the usage plan", ErrorBody),
         "503": _json_response(
             "Temporarily unable to complete the request; retry it (with the same transaction_id)",
@@ -231,6 +233,8 @@ def _openapi_3_0(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     converted = {key: _openapi_3_0(value) for key, value in node.items() if key not in ("anyOf", "const")}
+    if isinstance(node.get("description"), str):
+        converted["description"] = _plain(node["description"])
     if "default" in converted and converted["default"] is None:
         del converted["default"]
     if "const" in node:
@@ -240,11 +244,19 @@ def _openapi_3_0(node: Any) -> Any:
         others = [variant for variant in variants if variant != {"type": "null"}]
         if len(others) == 1 and len(others) < len(variants):
             inner = _openapi_3_0(others[0])
-            inner = {"allOf": [inner]} if "$ref" in inner else inner
+            if "$ref" in inner:
+                # OpenAPI 3.0 has no nullable reference ($ref takes no siblings; allOf + nullable
+                # without a type means nothing under 3.0.3): such a model must not be published.
+                raise ValueError(f"a nullable reference cannot be expressed in OpenAPI 3.0: {inner['$ref']}")
             converted = {**converted, **inner, "nullable": True}
         else:
             converted["anyOf"] = _openapi_3_0(variants)
     return converted
+
+
+def _plain(text: str) -> str:
+    """A docstring as public text: Sphinx roles and double backticks become plain Markdown code."""
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text).replace("``", "`")
 
 
 def response_schemas(models: tuple[type[BaseModel], ...] = RESPONSE_MODELS) -> dict[str, Any]:

@@ -310,7 +310,7 @@ class ErrorBody(_Response):
     """Every 4xx/5xx body: a stable machine ``code`` and a human ``message``.
 
     ``errors`` (one entry per bad field of a 400) and ``transaction_id`` (409, 503) are absent, never
-    null, when they do not apply: :meth:`to_json` leaves them out, and the document says so.
+    null, when they do not apply.
     """
 
     code: ErrorCode

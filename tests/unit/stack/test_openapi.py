@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from jsonschema import Draft4Validator
 
 from lib.openapi import build_openapi_document, openapi_schema, response_schemas, transaction_request_schema
@@ -150,3 +151,20 @@ def test_response_schemas_are_openapi_3_0_without_null_types_or_const():
     assert view["properties"]["amount"] == {"title": "Amount", "type": "string", "nullable": True}
     assert "failure_reason" not in view["required"]  # absent, never null
     assert "nullable" not in view["properties"]["failure_reason"]
+
+
+def test_response_schemas_refuse_what_openapi_3_0_cannot_say_and_publish_plain_text():
+    from pydantic import BaseModel
+
+    class Inner(BaseModel):
+        value: str
+
+    class Outer(BaseModel):
+        """Uses :class:`Inner` and ``code``."""
+
+        inner: Inner | None
+
+    with pytest.raises(ValueError, match="nullable reference"):
+        response_schemas((Outer,))
+    text = json.dumps(response_schemas())
+    assert ":meth:" not in text and ":class:" not in text and "``" not in text
