@@ -30,11 +30,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import botocore.client
-
 from bench.common import Mode
 from tap_contract.seed import TEST_MERCHANT_ID
 from tap_pipeline.amounts import AmountProfile
+from tap_testing.calls import observing_api_calls
 
 REAL_HISTORY = 100
 MEASURED_PER_SIZE = 3  # one card: more within a minute would be a velocity pattern, not the happy path
@@ -50,22 +49,10 @@ class CallCounter:
         self.requests: Counter[str] = Counter()
         self.reads = 0
         self.writes = 0
-        self._original = botocore.client.BaseClient._make_api_call
 
-    def install(self) -> None:
-        counter = self
-        original = self._original
-
-        def counting(client: Any, operation: str, params: Any) -> Any:
-            response = original(client, operation, params)
-            if counter.active:
-                counter.record(client.meta.service_model.service_name, operation, params, response)
-            return response
-
-        botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
-
-    def uninstall(self) -> None:
-        botocore.client.BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+    def observe(self, client: Any, operation: str, params: dict[str, Any], response: Any) -> None:
+        if self.active and response is not None:
+            self.record(client.meta.service_model.service_name, operation, params, response)
 
     def record(self, service: str, operation: str, params: dict[str, Any], response: dict[str, Any]) -> None:
         self.requests[f"{service}.{operation}"] += 1
@@ -321,8 +308,7 @@ def run(mode: Mode) -> CostResult:
         messages = pipe.drain(pipe.queue_url)
         for start in range(0, len(messages), 10):
             pipe.run_detector(messages[start : start + 10])
-        counter.install()
-        try:
+        with observing_api_calls(counter.observe):
             for number, size in enumerate(sizes):
                 pan = _fresh_pan(900_000 + number)
                 result = SizeResult(size)
@@ -341,8 +327,6 @@ def run(mode: Mode) -> CostResult:
                         clocks.advance(max(ttls.values()) + 1)
                         _measure(pipe, counter, refresh, _fresh_pan(700_000), "29.17")
                 results.append(result)
-        finally:
-            counter.uninstall()
     return CostResult(results, refresh, ttls)
 
 

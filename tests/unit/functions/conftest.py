@@ -11,13 +11,14 @@ import io
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-import botocore.client
 import pytest
 from moto import mock_aws
 
 from tap_testing.backend import ENVIRONMENT, apply_environment, build_pipeline, clear_package_caches
+from tap_testing.calls import observing_api_calls, service_operation
 
 # Powertools reads these when tap_pipeline.observability is first imported (at collection time, before
 # any fixture runs): tracing must be off and the metrics namespace known from the start, as in Lambda.
@@ -43,17 +44,15 @@ def pipeline(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def api_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+def api_calls() -> Iterator[Counter[str]]:
     """Counts every AWS API call made through botocore, as ``"service.Operation"``."""
     calls: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call
 
-    def counting(self: Any, operation_name: str, api_params: Any) -> Any:
-        calls[f"{self.meta.service_model.service_name}.{operation_name}"] += 1
-        return original(self, operation_name, api_params)
+    def count(client: Any, operation: str, params: Any, response: Any) -> None:
+        calls[service_operation(client, operation)] += 1
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    return calls
+    with observing_api_calls(count):
+        yield calls
 
 
 class LogCapture:

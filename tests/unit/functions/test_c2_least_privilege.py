@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import traceback
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
-import botocore.client
 import pytest
 
 from tap_pipeline.data import clients, merchants
 from tap_testing.backend import UnreachableSns, transaction
+from tap_testing.calls import observing_api_calls
 from tap_testing.stack import evaluate_stack, statements_of
 
 HANDLER_TO_FUNCTION = {
@@ -88,16 +89,14 @@ class CallRecorder:
 
 
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
+def recorder() -> Iterator[CallRecorder]:
     recorder = CallRecorder()
-    original = botocore.client.BaseClient._make_api_call
 
-    def recording(self: Any, operation: str, params: Any) -> Any:
-        recorder.record(self, operation, params)
-        return original(self, operation, params)
+    def observe(client: Any, operation: str, params: Any, response: Any) -> None:
+        recorder.record(client, operation, params)
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
-    return recorder
+    with observing_api_calls(observe):
+        yield recorder
 
 
 def run_every_main_path(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
