@@ -12,11 +12,14 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from bench import cold_start, cost, cpu, emulators, hot_merchant, report, soak
 from bench.common import REPO_ROOT, Mode
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -34,11 +37,11 @@ def _quiet_stdout() -> Iterator[None]:
             os.close(saved)
 
 
-def _timed(label: str, timings: dict[str, float], func: object, *args: object) -> object:
+def _timed(label: str, timings: dict[str, float], func: Callable[..., T], *args: object) -> T:
     began = time.perf_counter()
     print(f"running {label} ...", file=sys.stderr, flush=True)
     with _quiet_stdout():
-        result = func(*args)  # type: ignore[operator]
+        result = func(*args)
     timings[label] = time.perf_counter() - began
     return result
 
@@ -53,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     results = report.Results(
         mode=mode,
-        cold=_timed("cold start", timings, cold_start.run, mode),  # type: ignore[arg-type]
-        cost=_timed("cost per transaction", timings, cost.run, mode),  # type: ignore[arg-type]
-        hot=_timed("hot merchant", timings, hot_merchant.run, mode),  # type: ignore[arg-type]
-        hot_single=_timed("hot merchant (batches of 1)", timings, hot_merchant.run, mode, 1),  # type: ignore[arg-type]
-        cpu=_timed("handler cpu", timings, cpu.run, mode),  # type: ignore[arg-type]
-        local=_timed("local soak", timings, soak.run_for_mode, mode),  # type: ignore[arg-type]
-        emulators=_timed("emulator per-call cost", timings, emulators.run, mode),  # type: ignore[arg-type]
+        cold=_timed("cold start", timings, cold_start.run, mode),
+        cost=_timed("cost per transaction", timings, cost.run, mode),
+        hot=_timed("hot merchant", timings, hot_merchant.run, mode),
+        hot_single=_timed("hot merchant (batches of 1)", timings, hot_merchant.run, mode, 1),
+        cpu=_timed("handler cpu", timings, cpu.run, mode),
+        local=_timed("local soak", timings, soak.run_for_mode, mode),
+        emulators=_timed("emulator per-call cost", timings, emulators.run, mode),
         timings=timings,
     )
     results.total_seconds = time.perf_counter() - began

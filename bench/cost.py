@@ -243,12 +243,12 @@ class CacheClocks:
 
         class _Datetime(datetime):  # datetime, with now() standing still
             @classmethod
-            def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]  # same call, frozen clock
                 return datetime.fromtimestamp(epoch + clocks.offset, tz)
 
-        merchants.time = _Time()  # type: ignore[assignment]
-        fraud_state.time = _Time()  # type: ignore[assignment]
-        base.datetime = _Datetime  # type: ignore[misc]
+        merchants.time = _Time()  # type: ignore[assignment]  # a stand-in for the time module
+        fraud_state.time = _Time()  # type: ignore[assignment]  # a stand-in for the time module
+        base.datetime = _Datetime  # type: ignore[misc]  # Powertools reads datetime.now from here
         return self
 
     def advance(self, seconds: float) -> None:

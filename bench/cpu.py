@@ -85,7 +85,7 @@ def _fake(request: Any, **_: Any) -> AWSResponse:
     elif operation == "GetSecretValue":
         body = {"SecretString": "00" * 32, "Name": "k", "ARN": "arn:aws:secretsmanager:us-east-2:1:secret:k"}
     data = json.dumps(body).encode()
-    return AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"}, _Raw(data))  # type: ignore[arg-type]
+    return AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"}, _Raw(data))  # type: ignore[arg-type]  # botocore only reads .content
 
 
 class FakeAws:

@@ -5,6 +5,7 @@
 * :mod:`.cards` — test card numbers and expiry dates.
 * :mod:`.stack` — the real Pulumi program evaluated under the mock engine (:mod:`lib.graph`), and
   helpers to read what it declares.
+* :mod:`.calls` — one hook that observes every AWS request (counts, least-privilege records).
 
 Nothing outside ``tests/`` imports the tests themselves; this package is where shared test tooling
 lives instead. It is never part of the functions' code asset.

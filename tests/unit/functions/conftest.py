@@ -79,11 +79,11 @@ def logs() -> Any:
 
     handler = logger.registered_handler
     buffer = io.StringIO()
-    previous = handler.setStream(buffer)  # type: ignore[attr-defined]
+    previous = handler.setStream(buffer)  # type: ignore[attr-defined]  # a StreamHandler at run time
     try:
         yield LogCapture(buffer)
     finally:
-        handler.setStream(previous)  # type: ignore[attr-defined]
+        handler.setStream(previous)  # type: ignore[attr-defined]  # a StreamHandler at run time
 
 
 def emitted_metrics(stdout: str) -> dict[str, float]:

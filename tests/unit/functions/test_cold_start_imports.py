@@ -76,7 +76,7 @@ def _loaded_at_init(module: str) -> dict[str, object]:
 @pytest.mark.parametrize("module", sorted(AT_INIT))
 def test_handler_init_loads_what_its_main_path_needs_and_nothing_it_never_uses(module):
     probe = _loaded_at_init(module)
-    modules = set(probe["modules"])  # type: ignore[arg-type]
+    modules = set(probe["modules"])  # type: ignore[arg-type]  # the probe prints JSON: a list of names
 
     assert probe["tracing"] is True
     assert "aws_xray_sdk.ext.botocore.patch" in modules
