@@ -41,6 +41,13 @@ FRAUD_STATE_SHARDS = 16
 # currency per minute, instead of one per transaction (BENCHMARKS.md section 2).
 FRAUD_PROFILE_CACHE_SECONDS = 60
 SQS_BATCH_SIZE = 10
+# What Lambda's SQS event source mapping does with the function's role (AWSLambdaSQSQueueExecutionRole).
+SQS_CONSUMER_ACTIONS = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+]
 SQS_BATCHING_WINDOW_SECONDS = 1
 
 
@@ -234,16 +241,7 @@ class Functions(TaggedComponent):
             statements=[
                 self._read_merchants(),
                 iam.allow("QueryMerchantHistory", ["dynamodb:Query"], [index_arn]),
-                iam.allow(
-                    "ConsumeTransactionQueue",
-                    [
-                        "sqs:ReceiveMessage",
-                        "sqs:DeleteMessage",
-                        "sqs:GetQueueAttributes",
-                        "sqs:ChangeMessageVisibility",
-                    ],
-                    [messaging.transaction_queue.arn],
-                ),
+                iam.allow("ConsumeTransactionQueue", SQS_CONSUMER_ACTIONS, [messaging.transaction_queue.arn]),
                 iam.allow(
                     "RecordVerdicts",
                     ["dynamodb:GetItem", "dynamodb:UpdateItem"],
@@ -273,14 +271,7 @@ class Functions(TaggedComponent):
             description="Records transactions that exhausted their retries as FAILED and notifies ops",
             statements=[
                 iam.allow(
-                    "ConsumeTransactionDeadLetters",
-                    [
-                        "sqs:ReceiveMessage",
-                        "sqs:DeleteMessage",
-                        "sqs:GetQueueAttributes",
-                        "sqs:ChangeMessageVisibility",
-                    ],
-                    [messaging.transaction_dlq.arn],
+                    "ConsumeTransactionDeadLetters", SQS_CONSUMER_ACTIONS, [messaging.transaction_dlq.arn]
                 ),
                 iam.allow(
                     "RecordFailures",
