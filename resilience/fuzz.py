@@ -98,10 +98,36 @@ def mutations(schema: dict[str, Any]) -> st.SearchStrategy[tuple[str, Any]]:
     return st.one_of(
         valid.map(lambda body: ("valid", body)),
         broken(),
+        hostile(valid),
         ANY_JSON.map(lambda body: ("any_json", body)),
         st.binary(max_size=200).map(lambda raw: ("raw_bytes", raw)),
         valid.map(lambda body: ("no_api_key", body)),
         valid.map(lambda body: ("valid_known_merchant", {**body, **KNOWN})),
+    )
+
+
+HOSTILE = frozenset({"deep_nesting", "duplicate_key"})
+
+
+def hostile(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[str, Any]]:
+    """Bodies built to break a parser rather than a field: deep nesting (thousands of levels, which
+    exhausts Python's recursion) and a repeated key, which two parsers can read differently. Sent as
+    raw text (``bytes``), since a dict cannot hold a key twice."""
+    deep = st.tuples(st.integers(min_value=33, max_value=6000), st.sampled_from(["[", '{"a":'])).map(
+        lambda pair: (pair[1] * pair[0] + "1" + ("]" if pair[1] == "[" else "}") * pair[0]).encode()
+    )
+
+    @st.composite
+    def duplicate(draw: Any) -> bytes:
+        body = {**draw(valid), **KNOWN}
+        name = draw(st.sampled_from(sorted(body)))
+        # The same value again (a parser that keeps the last one accepts it) or any other value.
+        other = draw(st.one_of(st.just(body[name]), ANY_JSON))
+        text = json.dumps(body)
+        return (text[:-1] + f", {json.dumps(name)}: {json.dumps(other)}}}").encode()
+
+    return st.one_of(
+        deep.map(lambda raw: ("deep_nesting", raw)), duplicate().map(lambda raw: ("duplicate_key", raw))
     )
 
 
@@ -115,14 +141,15 @@ class FuzzResult:
     traces_of_rejected: list[str] = field(default_factory=list)
     accepted_ids: set[str] = field(default_factory=set)
     malformed_json: list[str] = field(default_factory=list)
+    hostile_not_refused: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
-        return self.server_errors + self.unexplained_4xx + self.traces_of_rejected
+        return self.server_errors + self.unexplained_4xx + self.traces_of_rejected + self.hostile_not_refused
 
     @property
     def ok(self) -> bool:
-        return not (self.server_errors or self.unexplained_4xx or self.traces_of_rejected)
+        return not self.problems
 
     def lines(self) -> list[str]:
         return [
@@ -133,6 +160,7 @@ class FuzzResult:
             f"5xx (must be 0):             {len(self.server_errors)}",
             f"4xx without a reason:        {len(self.unexplained_4xx)}",
             f"traces of rejected requests: {len(self.traces_of_rejected)}",
+            f"hostile bodies not 400:      {len(self.hostile_not_refused)} (deep nesting, repeated keys)",
             *[f"  {line}" for line in self.problems[:10]],
             f"4xx body not valid JSON:     {len(self.malformed_json)} (a finding when > 0; message present)",
             *[f"  {line}" for line in self.malformed_json[:3]],
@@ -183,6 +211,8 @@ def run(cases: int, seed: int = 5) -> FuzzResult:
             result.by_kind[kind] += 1
             result.by_status[response.status_code] += 1
             summary = f"{kind} -> {response.status_code}: {data[:120]!r}"
+            if kind in HOSTILE and response.status_code != 400:
+                result.hostile_not_refused.append(summary)
             if response.status_code >= 500:
                 result.server_errors.append(summary)
             elif response.status_code >= 400 and not _explains(response, result, summary):

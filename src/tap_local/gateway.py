@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from lib.graph import DEFAULT_ACCOUNT_ID
+from tap_contract import json_body
 from tap_local.workers import FunctionWorkers, Invocation
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
@@ -219,8 +220,11 @@ class LocalRestApi:
             return None
         schema = _resolve(request_body["content"]["application/json"]["schema"], self.document)
         try:
-            payload = json.loads(body)
-        except ValueError:
+            # Bounded nesting, so a hostile body gets the fixed JSON gateway response, never a crash
+            # (an HTML 500). Repeated keys pass, as through API Gateway's own check: the function
+            # refuses them with a message naming the key.
+            payload = json_body.parse(body, unique_keys=False)
+        except json_body.BodyError:
             return "BAD_REQUEST_BODY"
         if any(True for _ in Draft4Validator(schema).iter_errors(payload)):
             return "BAD_REQUEST_BODY"

@@ -99,6 +99,20 @@ def test_malformed_body_is_400_naming_the_problem(api: Api):
     assert not_json.json()["code"] == "MALFORMED_REQUEST"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 2_000 + "1" + "]" * 2_000,  # past a recursive parser's limit
+        json.dumps(body())[:-1] + ', "amount": "1.00"}',  # a key twice: two parsers, two readings
+    ],
+    ids=["nested-2000-deep", "repeated-key"],
+)
+def test_hostile_bodies_are_400_with_the_json_error_body(api: Api, raw: str):
+    response = api.post(None, raw=raw)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "MALFORMED_REQUEST"
+
+
 def test_bad_card_data_is_400_per_field_without_echoing_what_was_sent(api: Api):
     pan = luhn_pan()
     wrong_check_digit = pan[:-1] + str((int(pan[-1]) + 1) % 10)  # fails the Luhn check

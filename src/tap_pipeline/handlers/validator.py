@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from pydantic import ValidationError
+
+from tap_contract import json_body
 
 # The main path is imported at init (the package docstring says why).
 from tap_contract.api import (
@@ -81,9 +82,10 @@ def post_transaction(event: dict[str, Any]) -> dict[str, Any]:
             400, ErrorCode.MALFORMED_REQUEST, f"request body is larger than {MAX_BODY_BYTES} bytes"
         )
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _reject(400, ErrorCode.MALFORMED_REQUEST, "request body is not valid JSON")
+        document = json_body.parse(body)
+    except json_body.BodyError as exc:
+        # Invalid JSON, nesting past json_body.MAX_DEPTH, or a repeated key: the message says which.
+        return _reject(400, ErrorCode.MALFORMED_REQUEST, str(exc))
     if not isinstance(document, dict):
         return _reject(400, ErrorCode.MALFORMED_REQUEST, "request body must be a JSON object")
     try:

@@ -427,3 +427,24 @@ def test_concurrent_request_with_the_same_id_is_503_with_retry_after_and_nothing
     assert response["headers"]["Retry-After"] == "1"
     assert json.loads(response["body"])["code"] == "REQUEST_IN_PROGRESS"
     assert pipeline.queue_depth(pipeline.queue_url) == 0
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_p2_a_body_nested_thousands_deep_is_400_json_and_nothing_is_stored(pipeline, opener):
+    closer = "]" if opener == "[" else "}"
+    # 2,000 levels: past Python's recursion limit, inside the 16 KB body limit.
+    response = pipeline.post(opener * 2_000 + "1" + closer * 2_000, raw=True)
+    assert response["statusCode"] == 400
+    body = json.loads(response["body"])
+    assert body["code"] == "MALFORMED_REQUEST" and "deeper than" in body["message"]
+    _nothing_stored_or_queued(pipeline)
+
+
+@pytest.mark.parametrize("field", ["amount", "merchant_id", "card"])
+def test_p2_a_repeated_key_is_400_naming_it_even_when_both_values_are_valid(pipeline, field):
+    body = transaction()
+    text = json.dumps(body)[:-1] + f", {json.dumps(field)}: {json.dumps(body[field])}}}"
+    response = pipeline.post(text, raw=True)
+    assert response["statusCode"] == 400
+    assert f"repeats the key '{field}'" in json.loads(response["body"])["message"]
+    _nothing_stored_or_queued(pipeline)

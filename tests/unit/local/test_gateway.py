@@ -189,3 +189,29 @@ def test_token_bucket_refills_at_the_rate():
     assert not bucket.take()
     bucket.updated -= 0.01  # 10 ms later at 1,000/s
     assert bucket.take()
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_a_body_nested_thousands_deep_is_400_with_the_fixed_json_body_not_a_crash(api, opener):
+    gateway, function = api
+    closer = "]" if opener == "[" else "}"
+    response = requests.post(
+        f"{gateway.base_url}/qa/transaction",
+        data=opener * 5_000 + "1" + closer * 5_000,
+        headers={"x-api-key": "secret-key"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.text == template(gateway, "BAD_REQUEST_BODY")  # JSON, not an HTML 500
+    assert function.events == []
+
+
+def test_a_repeated_key_passes_the_edge_verbatim_for_the_function_to_refuse(api):
+    gateway, function = api
+    raw = '{"amount": "1.00", "amount": "9.00"}'
+    response = requests.post(
+        f"{gateway.base_url}/qa/transaction", data=raw, headers={"x-api-key": "secret-key"}, timeout=5
+    )
+    assert response.status_code == 202  # what FakeFunction answers: the edge let it through
+    (event,) = function.events
+    assert event["body"] == raw  # both keys reach the validator, which names the repeated one
