@@ -76,7 +76,7 @@ class FunctionSpec:
     description: str
     statements: list[iam.Statement]
     kms_services: list[str]
-    reserved_concurrency: int | None = None
+    reserved_concurrency: int
 
 
 class Functions(TaggedComponent):
@@ -261,6 +261,7 @@ class Functions(TaggedComponent):
                 iam.allow("PublishFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
             ],
             kms_services=["dynamodb", "sqs", "sns"],
+            reserved_concurrency=self._args.context.settings.fraud_detector_reserved_concurrency,
         )
 
     def _failed_handler_spec(self) -> FunctionSpec:
@@ -284,6 +285,7 @@ class Functions(TaggedComponent):
                 iam.allow("PublishOwedFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
             ],
             kms_services=["dynamodb", "sqs", "sns"],
+            reserved_concurrency=self._args.context.settings.failed_handler_reserved_concurrency,
         )
 
     def _function(self, spec: FunctionSpec) -> None:
@@ -371,8 +373,10 @@ class Functions(TaggedComponent):
             batch_size=SQS_BATCH_SIZE,
             maximum_batching_window_in_seconds=SQS_BATCHING_WINDOW_SECONDS,
             function_response_types=["ReportBatchItemFailures"],
-            # Capping concurrency here (not with reserved concurrency) keeps throttled polls from
-            # burning receive counts and dead-lettering good messages.
+            # The cap that keeps throttled polls from burning receive counts and dead-lettering good
+            # messages. It reserves nothing from the account pool, so the function also reserves at
+            # least this much (lib/config.RESERVED_COVERS_MAXIMUM): other functions' bursts cannot
+            # take the concurrency these pollers count on (checkov CKV_AWS_115).
             scaling_config={"maximum_concurrency": max_concurrency},
             tags=self.tags(f"{key}-trigger"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key]]),

@@ -426,10 +426,59 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
 
 
 def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
+    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5}
     for key, function in functions(graph).items():
         assert function["memorySize"] == 512
         assert function["timeout"] == 60
-        assert function.get("reservedConcurrentExecutions") == (100 if key == "validator" else None)
+        assert function.get("reservedConcurrentExecutions") == reserved[key]
+
+
+def test_queue_consumers_reserve_at_least_their_event_source_maximum_concurrency(graph):
+    # CKV_AWS_115: the mapping's maximum concurrency caps pollers but reserves nothing; as wired,
+    # each consumer's reservation covers what its pollers may start.
+    by_arn = {f.state["arn"]: f for f in graph.of_type(FUNCTION)}
+    mappings = graph.of_type(ESM)
+    assert {by_arn[m.inputs["functionName"]].name for m in mappings} == {
+        "fraud-detector-function",
+        "failed-handler-function",
+    }
+    for mapping in mappings:
+        reserved = by_arn[mapping.inputs["functionName"]].inputs["reservedConcurrentExecutions"]
+        assert reserved >= mapping.inputs["scalingConfig"]["maximumConcurrency"]
+
+
+def test_reserved_concurrency_of_the_consumers_follows_config():
+    from tap_testing.stack import evaluate_stack
+
+    graph = evaluate_stack(
+        fraud_detector_max_concurrency=20,
+        fraud_detector_reserved_concurrency=25,
+        failed_handler_max_concurrency=2,
+        failed_handler_reserved_concurrency=3,
+    )
+    reserved = {key: f["reservedConcurrentExecutions"] for key, f in functions(graph).items()}
+    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"fraud_detector_reserved_concurrency": 50},
+            r"fraudDetectorReservedConcurrency 50 is below fraudDetectorMaxConcurrency 100: .*"
+            r"pulumi config set fraudDetectorReservedConcurrency 100, or lower fraudDetectorMaxConcurrency",
+        ),
+        (
+            {"failed_handler_max_concurrency": 8},
+            r"failedHandlerReservedConcurrency 5 is below failedHandlerMaxConcurrency 8: ",
+        ),
+    ],
+)
+def test_a_reservation_below_the_event_source_maximum_is_refused(overrides, message):
+    from lib.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        StackSettings(environment_suffix="unit", region="us-east-2", alert_email="a@example.com", **overrides)
 
 
 def test_c8_every_consumed_queue_has_a_dlq_and_dlqs_keep_14_days(graph):
@@ -547,6 +596,8 @@ def assert_every_hop_admits_1000_tps(graph: StackGraph) -> None:
     assert mapping["batchSize"] == 10
     detector_concurrency = tps / mapping["batchSize"] * durations["fraud detector"] / 1000
     assert mapping["scalingConfig"]["maximumConcurrency"] >= detector_concurrency
+    detector = next(f for f in graph.of_type(FUNCTION) if f.state["arn"] == mapping["functionName"])
+    assert detector.inputs["reservedConcurrentExecutions"] >= detector_concurrency
     # Nothing on the way has a provisioned cap: tables on demand, queue data keys cached (no KMS
     # call per message).
     for table in graph.of_type(TABLE):
