@@ -18,6 +18,8 @@ from typing import Any
 
 import pulumi
 
+from lib import quotas
+
 # The one account id every mocked or local answer uses (lib/graph, tap_local, bench): moto's fixed
 # account, so the ARNs the local pipeline builds match what its emulator returns.
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -38,6 +40,8 @@ class RecordedResource:
 class StackGraph:
     resources: list[RecordedResource] = field(default_factory=list)
     invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # (token, provider reference "<urn>::<id>") of each invoke, in the order of `invokes`.
+    invoke_providers: list[tuple[str, str]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
@@ -81,13 +85,27 @@ class _NewResource:
 _State = tuple[str, dict[str, Any]]
 
 
+class InvokeRefused(Exception):
+    """Raised by an `AwsLikeAnswers.call` to answer a data source the way the engine reports a
+    provider error (AccessDenied, say): the program sees a failed invoke it may handle, instead of
+    a crash of the mock engine."""
+
+
 class AwsLikeAnswers:
     """What AWS would answer for each resource and data source, derived from region and account."""
 
-    def __init__(self, region: str, account_id: str = DEFAULT_ACCOUNT_ID, partition: str = "aws"):
+    def __init__(
+        self,
+        region: str,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        partition: str = "aws",
+        lambda_concurrency_quota: float = quotas.DEFAULT_CONCURRENT_EXECUTIONS,
+    ):
         self.region = region
         self.account_id = account_id
         self.partition = partition
+        # The applied value of Lambda's "Concurrent executions" quota in this account and region.
+        self.lambda_concurrency_quota = lambda_concurrency_quota
 
     def arn(self, service: str, resource: str, *, region: bool = True) -> str:
         return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
@@ -230,6 +248,26 @@ class AwsLikeAnswers:
             "id": self.region,
         }
 
+    def _get_service_quota(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GetServiceQuota for the one quota the stack reads (the data source looks it up by code)."""
+        wanted = (quotas.LAMBDA_SERVICE_CODE, quotas.CONCURRENT_EXECUTIONS_QUOTA_CODE)
+        if (args.get("serviceCode"), args.get("quotaCode")) != wanted:
+            raise NotImplementedError(f"the mock knows no service quota {args!r}")
+        arn = self.arn("servicequotas", f"{wanted[0]}/{wanted[1]}")
+        return {
+            "adjustable": True,
+            "arn": arn,
+            "defaultValue": float(quotas.DEFAULT_CONCURRENT_EXECUTIONS),
+            "globalQuota": False,
+            "id": arn,
+            "quotaCode": wanted[1],
+            "quotaName": quotas.CONCURRENT_EXECUTIONS_QUOTA_NAME,
+            "region": self.region,
+            "serviceCode": wanted[0],
+            "serviceName": "AWS Lambda",
+            "value": float(self.lambda_concurrency_quota),
+        }
+
     def call(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
         answers: dict[str, Callable[[], dict[str, Any]]] = {
             "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
@@ -244,6 +282,7 @@ class AwsLikeAnswers:
                 "id": self.partition,
             },
             "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: self._get_availability_zones(args),
+            "aws:servicequotas/getServiceQuota:getServiceQuota": lambda: self._get_service_quota(args),
         }
         if token not in answers:
             raise NotImplementedError(f"no mock answer for data source {token}")
@@ -300,7 +339,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.graph.invokes.append((args.token, dict(args.args)))
-        return self.answers.call(args.token, dict(args.args)), []
+        self.graph.invoke_providers.append((args.token, args.provider or ""))
+        try:
+            return self.answers.call(args.token, dict(args.args)), []
+        except InvokeRefused as refusal:
+            return {}, [("", str(refusal))]
 
 
 def evaluate(
