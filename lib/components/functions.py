@@ -314,10 +314,9 @@ class Functions(TaggedComponent):
                 ["logs:CreateLogStream", "logs:PutLogEvents"],
                 [pulumi.Output.concat(log_group.arn, ":*")],
             ),
-            # No resource-level permissions exist for these: X-Ray segment upload and the ENI
-            # management Lambda needs to attach the function to the VPC.
+            # No resource-level permissions exist for X-Ray segment upload.
             iam.allow("XRayTracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"]),
-            iam.allow("VpcNetworkInterfaces", list(iam.LAMBDA_VPC_ENI_ACTIONS), ["*"]),
+            *self._vpc_network_interface_statements(function_name),
             iam.allow("AsyncFailureDeadLetter", ["sqs:SendMessage"], [args.messaging.async_failure_dlq.arn]),
             iam.allow(
                 "UseDataKeyThroughServices",
@@ -362,6 +361,42 @@ class Functions(TaggedComponent):
         self.log_groups[spec.key] = log_group
         self.roles[spec.key] = role
         self.functions[spec.key] = function
+
+    def _vpc_network_interface_statements(self, function_name: str) -> list[iam.Statement]:
+        """What Lambda's ENI management does with the function's role, and no more (lib/iam.py).
+
+        Only the two Describe actions are on "*" (AWS documents no other form for them). Interfaces
+        are created only in this stack's subnets with this stack's security groups, and managed only
+        in this account and region ("all resource IDs" of DeleteNetworkInterface, as the Lambda
+        guide asks: https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html). Lambda's
+        own ENI calls carry no lambda:SourceFunctionArn, requests from the function's code do
+        (https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html), so a
+        Deny on that key keeps the code from using any of these permissions itself.
+        """
+        args, ctx = self._args, self._args.context
+        ec2 = ctx.arn("ec2", "")
+        network_interfaces = pulumi.Output.concat(ec2, "network-interface/*")
+        subnets = [pulumi.Output.concat(ec2, "subnet/", subnet_id) for subnet_id in args.subnet_ids]
+        security_groups = [
+            pulumi.Output.concat(ec2, "security-group/", group_id) for group_id in args.security_group_ids
+        ]
+        return [
+            iam.allow("DescribeVpcNetwork", list(iam.LAMBDA_VPC_DESCRIBE_ACTIONS), ["*"]),
+            iam.allow(
+                "CreateNetworkInterfacesInStackSubnets",
+                [iam.LAMBDA_VPC_CREATE_ENI_ACTION],
+                [network_interfaces, *subnets, *security_groups],
+            ),
+            iam.allow(
+                "ManageNetworkInterfaces", list(iam.LAMBDA_VPC_MANAGE_ENI_ACTIONS), [network_interfaces]
+            ),
+            iam.deny(
+                "NoNetworkInterfaceCallsFromFunctionCode",
+                list(iam.LAMBDA_VPC_ENI_ACTIONS),
+                ["*"],
+                {"ArnEquals": {"lambda:SourceFunctionArn": ctx.arn("lambda", f"function:{function_name}")}},
+            ),
+        ]
 
     def _sqs_trigger(self, key: str, queue: aws.sqs.Queue, max_concurrency: int) -> None:
         """Poll like Lambda should: batches, per-message failures (F15), capped concurrency."""

@@ -277,12 +277,12 @@ def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
     for statements in (validator, fraud, failed):
         for statement in statements:
             assert "*" not in as_list(statement["Action"])
-            if "*" in as_list(statement["Resource"]):
+            if "*" in as_list(statement["Resource"]) and statement["Effect"] == "Allow":
                 assert set(as_list(statement["Action"])) <= {
                     "xray:PutTraceSegments",
                     "xray:PutTelemetryRecords",
-                    "ec2:CreateNetworkInterface",
-                    *VPC_EXECUTION_ACTIONS,
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
                 }
         # Every EC2 action of AWSLambdaVPCAccessExecutionRole (v3), which Lambda's ENI management uses.
         granted = {a for s in statements for a in as_list(s["Action"]) if a.startswith("ec2:")}
@@ -311,6 +311,40 @@ VPC_EXECUTION_ACTIONS = (
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
 )
+
+
+def test_c2_lambda_eni_permissions_are_scoped_to_the_stack_network_and_unusable_by_function_code(graph):
+    """Issue 12 item 4: "*" only for the two Describe actions (no resource-level permissions); the
+    interfaces are created in this stack's subnets with its security group and managed in this
+    account and region; requests carrying the function's own source ARN (its code) are denied."""
+    prefix = "arn:aws:ec2:us-east-2:123456789012:"
+    subnets = {f"{prefix}subnet/{s.id}" for s in graph.of_type("aws:ec2/subnet:Subnet")}
+    lambda_sg = f"{prefix}security-group/{graph.one('aws:ec2/securityGroup:SecurityGroup', 'lambda-sg').id}"
+    for key, function in functions(graph).items():
+        function_arn = graph.one(FUNCTION, f"{key}-function").state["arn"]
+        ec2 = [
+            s for s in role_statements(graph, key) if any(a.startswith("ec2:") for a in as_list(s["Action"]))
+        ]
+        allowed = {
+            action: set(as_list(s["Resource"]))
+            for s in ec2
+            if s["Effect"] == "Allow"
+            for action in as_list(s["Action"])
+        }
+        assert set(allowed) == set(VPC_EXECUTION_ACTIONS)
+        assert allowed["ec2:DescribeNetworkInterfaces"] == allowed["ec2:DescribeSubnets"] == {"*"}
+        assert allowed["ec2:CreateNetworkInterface"] == {f"{prefix}network-interface/*", *subnets, lambda_sg}
+        for action in (
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ):
+            assert allowed[action] == {f"{prefix}network-interface/*"}
+        # The function's own subnets and groups are the ones it may create interfaces with.
+        assert {f"{prefix}subnet/{s}" for s in function["vpcConfig"]["subnetIds"]} == subnets
+        (deny,) = [s for s in ec2 if s["Effect"] == "Deny"]
+        assert set(as_list(deny["Action"])) == set(VPC_EXECUTION_ACTIONS)
+        assert deny["Condition"] == {"ArnEquals": {"lambda:SourceFunctionArn": function_arn}}
 
 
 def test_c3_customer_managed_key_with_rotation_encrypts_every_store(graph):

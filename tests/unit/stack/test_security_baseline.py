@@ -507,6 +507,19 @@ BAD_EXAMPLES: list[BadExample] = [
         "['dynamodb:GetItem'] on Resource '*'",
     ),
     BadExample(
+        "TAP-IAM-RESOURCES",
+        "eni-create-on-star",
+        # AWSLambdaVPCAccessExecutionRole grants it on "*", but it has resource-level permissions.
+        lambda: [
+            role_policy(
+                allow(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], "*"),
+                allow(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface"], ["*"]),
+            )
+        ],
+        ((ROLE_POLICY, "validator-policy"),),
+        "['ec2:CreateNetworkInterface', 'ec2:DeleteNetworkInterface'] on Resource '*'",
+    ),
+    BadExample(
         "KMS.1",
         "managed-decrypt-all",
         lambda: [res(MANAGED_POLICY, "reader-policy", {"policy": policy(allow(["kms:Decrypt"], "*"))})],
