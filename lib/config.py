@@ -52,6 +52,9 @@ class StackSettings:
     # The built dependency layer (lib/layer.py); the program packages it, never builds it.
     function_layer_dir: str = str(DEFAULT_LAYER_DIR)
     seed_test_merchant: bool = True
+    # API Gateway's CloudWatch role is one setting per account and region (lib/components/api.py):
+    # True, this stack sets it and keeps it when destroyed; False, another stack owns it.
+    manage_api_gateway_account: bool = True
 
     def __post_init__(self) -> None:
         for reserved_key, maximum_key in RESERVED_COVERS_MAXIMUM:
@@ -161,6 +164,7 @@ def load_settings() -> StackSettings:
         card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
         function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
+        manage_api_gateway_account=config.get_bool("manageApiGatewayAccount") is not False,
     )
 
 

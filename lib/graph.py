@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -27,13 +28,19 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 
 @dataclass
 class RecordedResource:
-    """One resource as the engine saw it: type token, logical name, resolved inputs and mock state."""
+    """One resource as the engine saw it: type token, logical name, resolved inputs and mock state,
+    and the registration options the engine acts on when it creates, updates or deletes it."""
 
     type: str
     name: str
     inputs: dict[str, Any]
     state: dict[str, Any]
     id: str = ""
+    urn: str = ""
+    # URNs of what the engine creates first: `depends_on` and the resources its inputs come from.
+    dependencies: tuple[str, ...] = ()
+    retain_on_delete: bool = False
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +59,10 @@ class StackGraph:
         if len(matches) != 1:
             raise LookupError(f"expected one {type_token} named {name!r}, found {len(matches)}")
         return matches[0]
+
+    def waits_for(self, resource: RecordedResource, other: RecordedResource) -> bool:
+        """Whether the engine finishes `other` before it starts `resource`."""
+        return bool(other.urn) and other.urn in resource.dependencies
 
     def custom_resources(self) -> Iterator[RecordedResource]:
         """Resources a provider creates (not components, not the provider itself)."""
@@ -77,7 +88,7 @@ def _short_id(*parts: str, length: int = 10) -> str:
 
 @dataclass(frozen=True)
 class _NewResource:
-    physical: str  # the name it was given, else a Pulumi-style auto-name
+    physical: str  # the name it was given, or its prefix plus a unique id, else a Pulumi-style auto-name
     short: str  # a stable short id derived from its type and logical name
     inputs: dict[str, Any]
 
@@ -114,8 +125,14 @@ class AwsLikeAnswers:
         self, type_token: str, name: str, inputs: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """The id and the output state AWS would give a new resource of ``type_token``."""
+        if inputs.get("name"):
+            physical = inputs["name"]
+        elif inputs.get("namePrefix"):  # the provider appends a 26-character unique id
+            physical = inputs["namePrefix"] + str(int(_short_id(type_token, name), 16)).zfill(26)[:26]
+        else:
+            physical = f"{name}-{_short_id(type_token, name, length=7)}"
         resource = _NewResource(
-            physical=inputs.get("name") or f"{name}-{_short_id(type_token, name, length=7)}",
+            physical=physical,
             short=_short_id(type_token, name),
             inputs=inputs,
         )
@@ -325,15 +342,34 @@ def unwrap_secrets(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Registration:
+    """What a RegisterResource request says beyond the inputs `Mocks.new_resource` is given."""
+
+    urn: str
+    dependencies: tuple[str, ...]
+    retain_on_delete: bool
+    custom_timeouts: dict[str, str]
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, answers: AwsLikeAnswers, graph: StackGraph):
         self.answers = answers
         self.graph = graph
+        # The registration being served on this thread (the mock monitor runs each request on an
+        # executor thread and calls new_resource from it).
+        self.registering = threading.local()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = unwrap_secrets(dict(args.inputs))
         resource_id, state = self.answers.resource_state(args.typ, args.name, inputs)
         recorded = RecordedResource(args.typ, args.name, inputs, state, resource_id)
+        registration: _Registration | None = getattr(self.registering, "value", None)
+        if registration is not None:
+            recorded.urn = registration.urn
+            recorded.dependencies = registration.dependencies
+            recorded.retain_on_delete = registration.retain_on_delete
+            recorded.custom_timeouts = registration.custom_timeouts
         self.graph.resources.append(recorded)
         return resource_id, state
 
@@ -346,13 +382,41 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {}, [("", str(refusal))]
 
 
+class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock engine, also keeping each resource's URN, dependencies and lifecycle options."""
+
+    def __init__(self, mocks: RecordingMocks):
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method it overrides
+        timeouts = request.customTimeouts
+        self.recording.registering.value = _Registration(
+            urn=self.make_urn(request.parent, request.type, request.name),
+            dependencies=tuple(request.dependencies),
+            retain_on_delete=request.HasField("retainOnDelete") and request.retainOnDelete,
+            custom_timeouts={
+                key: value for key in ("create", "update", "delete") if (value := getattr(timeouts, key))
+            },
+        )
+        try:
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's mock monitor is unannotated
+        finally:
+            self.recording.registering.value = None
+
+
 def evaluate(
     program: Callable[[], dict[str, Any]], answers: AwsLikeAnswers, *, stack: str = "unit"
 ) -> StackGraph:
     """Run `program` (which builds resources and returns its outputs) and collect the graph."""
     graph = StackGraph()
+    mocks = RecordingMocks(answers, graph)
     pulumi.runtime.set_mocks(
-        RecordingMocks(answers, graph), project="tap-transaction-pipeline", stack=stack, preview=False
+        mocks,
+        project="tap-transaction-pipeline",
+        stack=stack,
+        preview=False,
+        monitor=_RecordingMonitor(mocks),
     )
 
     def run() -> pulumi.Output[None]:

@@ -93,6 +93,15 @@ def test_optional_numbers_and_stage_name(config):
     assert load_settings().seed_test_merchant is False
 
 
+def test_the_stack_manages_the_api_gateway_account_setting_unless_told_another_stack_does(config):
+    config({"alertEmail": "ops@example.com"})
+    assert load_settings().manage_api_gateway_account is True
+    config({"alertEmail": "ops@example.com", "manageApiGatewayAccount": "false"})
+    assert load_settings().manage_api_gateway_account is False
+    config({"alertEmail": "ops@example.com", "manageApiGatewayAccount": "true"})
+    assert load_settings().manage_api_gateway_account is True
+
+
 def test_an_explicit_zero_is_kept_not_replaced_by_the_default(config):
     # 0 means something for these (AWS accepts it): a closed API, a stopped validator.
     config(

@@ -861,6 +861,37 @@ def test_f19_access_logs_go_to_a_log_group_and_the_account_logging_role_is_set(g
     assert settings["dataTraceEnabled"] is False
 
 
+def test_f19_the_account_logging_setting_outlives_the_stack_and_is_in_place_before_the_stage(graph):
+    """Issue 12 item 4: destroying aws.apigateway.Account resets the account's CloudWatch role
+    (terraform-provider-aws #42226), which would stop every other stack's API logs; the setting,
+    its role and the role's policy are retained, and the stage waits for the setting."""
+    account = graph.one("aws:apigateway/account:Account", "account-logging")
+    role = graph.one(ROLE, "cloudwatch-role")
+    policy = graph.one(ROLE_POLICY, "cloudwatch-role-policy")
+    assert account.retain_on_delete and role.retain_on_delete and policy.retain_on_delete
+    assert graph.waits_for(account, policy)
+    assert graph.waits_for(graph.one("aws:apigateway/stage:Stage", "stage"), account)
+    # Named by IAM from a prefix, so a role retained by `pulumi destroy` never blocks the next `up`.
+    assert role.inputs["namePrefix"] == "tap-apigw-logs-unit-" and "name" not in role.inputs
+    assert role.state["name"].startswith("tap-apigw-logs-unit-")
+
+
+def test_f19_with_a_bootstrap_stack_owning_the_account_setting_the_stack_leaves_it_alone():
+    from lib.policy import run_controls
+    from tap_testing.stack import evaluate_stack
+
+    graph = evaluate_stack(manage_api_gateway_account=False)
+    assert not graph.of_type("aws:apigateway/account:Account")
+    assert not [r for r in graph.of_type(ROLE) if r.name == "cloudwatch-role"]
+    stage = graph.one("aws:apigateway/stage:Stage", "stage")
+    assert graph.waits_for(stage, graph.one(LOG_GROUP, "execution-log-group"))
+    # The baseline cannot see another stack's setting: APIGateway.1 on the stage is the one open
+    # finding, to be checked on the stack that owns the setting (README, Deploy).
+    report = run_controls(graph)
+    assert [(v.control_id, v.resource_name) for v in report.violations] == [("APIGateway.1", "stage")]
+    assert "no apigateway.Account" in report.violations[0].message
+
+
 def test_f19_api_gateway_logging_role_trust_has_no_undocumented_source_account_condition(graph):
     """API Gateway does not document aws:SourceAccount for the account-level CloudWatch role; a
     condition it never satisfies would make it unable to assume the role (no API logs at all)."""
