@@ -16,7 +16,7 @@ from tap_testing.stack import evaluate_stack
 
 UNUSUAL_SUFFIX = "zq9x-7"
 # Inputs that are physical names a person would search for in the console.
-NAME_INPUTS = ("name", "dashboardName", "stageName")
+NAME_INPUTS = ("name", "dashboardName", "stageName", "policyName")
 
 
 @pytest.fixture(scope="module")

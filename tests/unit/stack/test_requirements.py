@@ -87,6 +87,26 @@ def test_waf_logs_redact_the_api_key_and_the_uri_where_a_pasted_card_number_coul
     assert {"queryString": {}} in redacted
 
 
+def test_waf_log_delivery_is_authorised_by_a_policy_of_this_stack_for_its_log_group_only(graph):
+    """Issue 12 item 5: not the account-wide AWSWAF-LOGS policy WAF would otherwise extend (5,120
+    characters, terraform-provider-aws #25296); logging starts only once delivery is authorised."""
+    log_group = graph.one(LOG_GROUP, "waf-log-group")
+    (policy,) = graph.of_type("aws:cloudwatch/logResourcePolicy:LogResourcePolicy")
+    assert policy.inputs["policyName"] == "tap-waf-log-delivery-unit"
+    (statement,) = statements_of(policy, "policyDocument")
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    assert sorted(as_list(statement["Action"])) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert as_list(statement["Resource"]) == [f"{log_group.state['arn']}:log-stream:*"]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnLike": {"aws:SourceArn": "arn:aws:logs:us-east-2:123456789012:*"},
+    }
+    (logging,) = graph.of_type("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
+    assert logging.inputs["logDestinationConfigs"] == [log_group.state["arn"]]
+    assert graph.waits_for(logging, policy)
+
+
 def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(graph):
     document = openapi(graph)
     post = document["paths"]["/transaction"]["post"]
