@@ -108,7 +108,7 @@ class TapStack(pulumi.ComponentResource):
             ),
             child,
         )
-        Firewall("firewall", FirewallArgs(context, key_arn, api.stage.arn), child)
+        Firewall("firewall", FirewallArgs(context, key_arn, api.stage), child)
         monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(

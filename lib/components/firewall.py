@@ -25,11 +25,19 @@ LOG_RETENTION_DAYS = 30
 LOG_DELIVERY_SERVICE = "delivery.logs.amazonaws.com"  # writes vended logs (WAF's among them)
 
 
+# How long the provider keeps retrying AssociateWebACL while WAF answers WAFUnavailableEntityException
+# ("couldn't retrieve the resource"), which it does for a while after the stage or the web ACL is
+# created: the provider retries for its create timeout only, 5 or 10 minutes depending on its version
+# (internal/service/wafv2/web_acl_association.go), and that has run out
+# (https://github.com/hashicorp/terraform-provider-aws/issues/29080).
+ASSOCIATION_CREATE_TIMEOUT = "30m"
+
+
 @dataclass
 class FirewallArgs:
     context: AwsContext
     kms_key_arn: pulumi.Input[str]
-    stage_arn: pulumi.Input[str]
+    stage: aws.apigateway.Stage
 
 
 def _visibility(metric_name: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
@@ -84,9 +92,14 @@ class Firewall(TaggedComponent):
         )
         aws.wafv2.WebAclAssociation(
             "stage-association",
-            resource_arn=args.stage_arn,
+            resource_arn=args.stage.arn,
             web_acl_arn=self.web_acl.arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The stage must exist (not only its ARN be known) before WAF can find it.
+                depends_on=[args.stage],
+                custom_timeouts=pulumi.CustomTimeouts(create=ASSOCIATION_CREATE_TIMEOUT),
+            ),
         )
         log_group = aws.cloudwatch.LogGroup(
             "waf-log-group",

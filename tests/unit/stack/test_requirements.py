@@ -573,6 +573,16 @@ def test_c9_f1_waf_web_acl_with_managed_rule_groups_on_the_stage(graph):
     assert association["webAclArn"] == acl.state["arn"]
 
 
+def test_c9_the_web_acl_association_waits_for_the_stage_and_retries_long_enough(graph):
+    """Issue 12 item 5: right after the stage is created, AssociateWebACL can keep failing with
+    WAFUnavailableEntityException past the provider's default create timeout
+    (terraform-provider-aws #29080); the provider retries it for as long as the create timeout."""
+    association = graph.one("aws:wafv2/webAclAssociation:WebAclAssociation", "stage-association")
+    assert graph.waits_for(association, graph.one("aws:apigateway/stage:Stage", "stage"))
+    assert graph.waits_for(association, graph.one("aws:wafv2/webAcl:WebAcl", "web-acl"))
+    assert association.custom_timeouts == {"create": "30m"}
+
+
 # The per-invocation durations the stack is sized for: design budgets, not measurements (a test
 # must not depend on a timing). `make bench` (BENCHMARKS.md section 3) estimates the real figures
 # at 1,000 TPS and 512 MB, about half of these; its capacity table shows the headroom.
