@@ -703,6 +703,25 @@ def test_f3_f4_f16_private_route_tables_are_associated_and_carry_the_dynamodb_en
     assert len(gateway["routeTableIds"]) == 3
 
 
+def test_vpc_flow_log_starts_after_its_role_may_write_to_its_own_log_group(graph):
+    """Issue 12 item 5: the flow log depends on its role policy, which holds the documented
+    flow-log permissions (logs:DescribeLogGroups included) for this stack's log group."""
+    flow_log = graph.one("aws:ec2/flowLog:FlowLog", "vpc-flow-log")
+    policy = graph.one(ROLE_POLICY, "flow-log-role-policy")
+    role = graph.one(ROLE, "flow-log-role")
+    log_group = graph.one(LOG_GROUP, "flow-log-group").state["arn"]
+    assert flow_log.inputs["iamRoleArn"] == role.state["arn"] and policy.inputs["role"] == role.id
+    assert flow_log.inputs["logDestination"] == log_group
+    assert graph.waits_for(flow_log, policy)
+    granted = {a: set(as_list(s["Resource"])) for s in statements_of(policy) for a in as_list(s["Action"])}
+    assert granted == {
+        "logs:CreateLogStream": {log_group, f"{log_group}:*"},
+        "logs:PutLogEvents": {log_group, f"{log_group}:*"},
+        "logs:DescribeLogStreams": {log_group, f"{log_group}:*"},
+        "logs:DescribeLogGroups": {"arn:aws:logs:us-east-2:123456789012:log-group:*"},
+    }
+
+
 def test_f10_stage_name_follows_the_environment_not_a_fixed_name(graph):
     from tap_testing.stack import evaluate_stack
 
