@@ -40,10 +40,34 @@ class StackSettings:
     validator_reserved_concurrency: int = 100
     fraud_detector_max_concurrency: int = 100
     failed_handler_max_concurrency: int = 5
+    # Reserved concurrency of the two SQS consumers: at least their event source's maximum
+    # concurrency, which caps pollers but reserves nothing (see RESERVED_COVERS_MAXIMUM below).
+    # Sizing, BENCHMARKS.md section 3 (1,000 TPS, 512 MB): the detector needs about 14 concurrent
+    # invocations (batches of 10 at ~145 ms); its event source may run 100 (the 1 s per batch design
+    # budget), so it reserves 100, which also drains a backlog at ~100 x 10 / 0.145 s = 6,900 msg/s.
+    # The failed handler only sees messages that failed 5 times; it reserves its event source's 5.
+    fraud_detector_reserved_concurrency: int = 100
+    failed_handler_reserved_concurrency: int = 5
     card_fingerprint_secret_arn: str | None = None
     # The built dependency layer (lib/layer.py); the program packages it, never builds it.
     function_layer_dir: str = str(DEFAULT_LAYER_DIR)
     seed_test_merchant: bool = True
+    # API Gateway's CloudWatch role is one setting per account and region (lib/components/api.py):
+    # True, this stack sets it and keeps it when destroyed; False, another stack owns it.
+    manage_api_gateway_account: bool = True
+
+    def __post_init__(self) -> None:
+        for reserved_key, maximum_key in RESERVED_COVERS_MAXIMUM:
+            reserved = getattr(self, CONFIG_FIELDS[reserved_key])
+            maximum = getattr(self, CONFIG_FIELDS[maximum_key])
+            if reserved < maximum:
+                raise ConfigError(
+                    f"{reserved_key} {reserved} is below {maximum_key} {maximum}: the event source "
+                    f"would start up to {maximum} concurrent invocations that only {reserved} can run, "
+                    "and every throttled batch goes back to the queue with one receive used up. Raise "
+                    f"it with: pulumi config set {reserved_key} {maximum}, or lower {maximum_key} to "
+                    f"{reserved} or less (its least value is 2)"
+                )
 
     @property
     def project_prefix(self) -> str:
@@ -62,6 +86,26 @@ class StackSettings:
         dashboards): with the region too, so one suffix deployed in two regions neither collides
         nor, for a dashboard (PutDashboard overwrites), silently replaces the other's."""
         return f"{self.project_prefix}-{purpose}-{self.region}-{self.environment_suffix}"
+
+
+# Config key -> StackSettings field, for the keys whose values are checked against each other.
+CONFIG_FIELDS = {
+    "fraudDetectorMaxConcurrency": "fraud_detector_max_concurrency",
+    "failedHandlerMaxConcurrency": "failed_handler_max_concurrency",
+    "fraudDetectorReservedConcurrency": "fraud_detector_reserved_concurrency",
+    "failedHandlerReservedConcurrency": "failed_handler_reserved_concurrency",
+}
+# An SQS event source mapping's maximum concurrency caps the pollers' invocations but does not
+# reserve them from the account pool, and the pollers do not see the function's reserved
+# concurrency: with reserved < maximum, invocations beyond the reservation are throttled and their
+# messages return to the queue with a receive spent. AWS's guidance is reserved concurrency >=
+# the mapping's maximum concurrency:
+# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html (maximum concurrency)
+# https://repost.aws/knowledge-center/lambda-sqs-scaling (reserved concurrency)
+RESERVED_COVERS_MAXIMUM = (
+    ("fraudDetectorReservedConcurrency", "fraudDetectorMaxConcurrency"),
+    ("failedHandlerReservedConcurrency", "failedHandlerMaxConcurrency"),
+)
 
 
 def resolve_environment_suffix(configured: str | None) -> str:
@@ -111,9 +155,16 @@ def load_settings() -> StackSettings:
         failed_handler_max_concurrency=optional_int(
             config, "failedHandlerMaxConcurrency", defaults.failed_handler_max_concurrency
         ),
+        fraud_detector_reserved_concurrency=optional_int(
+            config, "fraudDetectorReservedConcurrency", defaults.fraud_detector_reserved_concurrency
+        ),
+        failed_handler_reserved_concurrency=optional_int(
+            config, "failedHandlerReservedConcurrency", defaults.failed_handler_reserved_concurrency
+        ),
         card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
         function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
+        manage_api_gateway_account=config.get_bool("manageApiGatewayAccount") is not False,
     )
 
 
@@ -127,6 +178,8 @@ INT_MINIMUMS: dict[str, tuple[int, str]] = {
     "validatorReservedConcurrency": (0, "0 stops every invocation of the validator"),
     "fraudDetectorMaxConcurrency": (2, "the least maximum concurrency of an SQS event source"),
     "failedHandlerMaxConcurrency": (2, "the least maximum concurrency of an SQS event source"),
+    "fraudDetectorReservedConcurrency": (2, "it must cover fraudDetectorMaxConcurrency, at least 2"),
+    "failedHandlerReservedConcurrency": (2, "it must cover failedHandlerMaxConcurrency, at least 2"),
 }
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
 import pulumi
+
+from lib import quotas
 
 # The one account id every mocked or local answer uses (lib/graph, tap_local, bench): moto's fixed
 # account, so the ARNs the local pipeline builds match what its emulator returns.
@@ -25,19 +28,27 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 
 @dataclass
 class RecordedResource:
-    """One resource as the engine saw it: type token, logical name, resolved inputs and mock state."""
+    """One resource as the engine saw it: type token, logical name, resolved inputs and mock state,
+    and the registration options the engine acts on when it creates, updates or deletes it."""
 
     type: str
     name: str
     inputs: dict[str, Any]
     state: dict[str, Any]
     id: str = ""
+    urn: str = ""
+    # URNs of what the engine creates first: `depends_on` and the resources its inputs come from.
+    dependencies: tuple[str, ...] = ()
+    retain_on_delete: bool = False
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class StackGraph:
     resources: list[RecordedResource] = field(default_factory=list)
     invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # (token, provider reference "<urn>::<id>") of each invoke, in the order of `invokes`.
+    invoke_providers: list[tuple[str, str]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
@@ -48,6 +59,10 @@ class StackGraph:
         if len(matches) != 1:
             raise LookupError(f"expected one {type_token} named {name!r}, found {len(matches)}")
         return matches[0]
+
+    def waits_for(self, resource: RecordedResource, other: RecordedResource) -> bool:
+        """Whether the engine finishes `other` before it starts `resource`."""
+        return bool(other.urn) and other.urn in resource.dependencies
 
     def custom_resources(self) -> Iterator[RecordedResource]:
         """Resources a provider creates (not components, not the provider itself)."""
@@ -73,7 +88,7 @@ def _short_id(*parts: str, length: int = 10) -> str:
 
 @dataclass(frozen=True)
 class _NewResource:
-    physical: str  # the name it was given, else a Pulumi-style auto-name
+    physical: str  # the name it was given, or its prefix plus a unique id, else a Pulumi-style auto-name
     short: str  # a stable short id derived from its type and logical name
     inputs: dict[str, Any]
 
@@ -81,13 +96,27 @@ class _NewResource:
 _State = tuple[str, dict[str, Any]]
 
 
+class InvokeRefused(Exception):
+    """Raised by an `AwsLikeAnswers.call` to answer a data source the way the engine reports a
+    provider error (AccessDenied, say): the program sees a failed invoke it may handle, instead of
+    a crash of the mock engine."""
+
+
 class AwsLikeAnswers:
     """What AWS would answer for each resource and data source, derived from region and account."""
 
-    def __init__(self, region: str, account_id: str = DEFAULT_ACCOUNT_ID, partition: str = "aws"):
+    def __init__(
+        self,
+        region: str,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        partition: str = "aws",
+        lambda_concurrency_quota: float = quotas.DEFAULT_CONCURRENT_EXECUTIONS,
+    ):
         self.region = region
         self.account_id = account_id
         self.partition = partition
+        # The applied value of Lambda's "Concurrent executions" quota in this account and region.
+        self.lambda_concurrency_quota = lambda_concurrency_quota
 
     def arn(self, service: str, resource: str, *, region: bool = True) -> str:
         return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
@@ -96,8 +125,14 @@ class AwsLikeAnswers:
         self, type_token: str, name: str, inputs: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """The id and the output state AWS would give a new resource of ``type_token``."""
+        if inputs.get("name"):
+            physical = inputs["name"]
+        elif inputs.get("namePrefix"):  # the provider appends a 26-character unique id
+            physical = inputs["namePrefix"] + str(int(_short_id(type_token, name), 16)).zfill(26)[:26]
+        else:
+            physical = f"{name}-{_short_id(type_token, name, length=7)}"
         resource = _NewResource(
-            physical=inputs.get("name") or f"{name}-{_short_id(type_token, name, length=7)}",
+            physical=physical,
             short=_short_id(type_token, name),
             inputs=inputs,
         )
@@ -230,6 +265,26 @@ class AwsLikeAnswers:
             "id": self.region,
         }
 
+    def _get_service_quota(self, args: dict[str, Any]) -> dict[str, Any]:
+        """GetServiceQuota for the one quota the stack reads (the data source looks it up by code)."""
+        wanted = (quotas.LAMBDA_SERVICE_CODE, quotas.CONCURRENT_EXECUTIONS_QUOTA_CODE)
+        if (args.get("serviceCode"), args.get("quotaCode")) != wanted:
+            raise NotImplementedError(f"the mock knows no service quota {args!r}")
+        arn = self.arn("servicequotas", f"{wanted[0]}/{wanted[1]}")
+        return {
+            "adjustable": True,
+            "arn": arn,
+            "defaultValue": float(quotas.DEFAULT_CONCURRENT_EXECUTIONS),
+            "globalQuota": False,
+            "id": arn,
+            "quotaCode": wanted[1],
+            "quotaName": quotas.CONCURRENT_EXECUTIONS_QUOTA_NAME,
+            "region": self.region,
+            "serviceCode": wanted[0],
+            "serviceName": "AWS Lambda",
+            "value": float(self.lambda_concurrency_quota),
+        }
+
     def call(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
         answers: dict[str, Callable[[], dict[str, Any]]] = {
             "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
@@ -244,6 +299,7 @@ class AwsLikeAnswers:
                 "id": self.partition,
             },
             "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: self._get_availability_zones(args),
+            "aws:servicequotas/getServiceQuota:getServiceQuota": lambda: self._get_service_quota(args),
         }
         if token not in answers:
             raise NotImplementedError(f"no mock answer for data source {token}")
@@ -286,21 +342,67 @@ def unwrap_secrets(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Registration:
+    """What a RegisterResource request says beyond the inputs `Mocks.new_resource` is given."""
+
+    urn: str
+    dependencies: tuple[str, ...]
+    retain_on_delete: bool
+    custom_timeouts: dict[str, str]
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, answers: AwsLikeAnswers, graph: StackGraph):
         self.answers = answers
         self.graph = graph
+        # The registration being served on this thread (the mock monitor runs each request on an
+        # executor thread and calls new_resource from it).
+        self.registering = threading.local()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = unwrap_secrets(dict(args.inputs))
         resource_id, state = self.answers.resource_state(args.typ, args.name, inputs)
         recorded = RecordedResource(args.typ, args.name, inputs, state, resource_id)
+        registration: _Registration | None = getattr(self.registering, "value", None)
+        if registration is not None:
+            recorded.urn = registration.urn
+            recorded.dependencies = registration.dependencies
+            recorded.retain_on_delete = registration.retain_on_delete
+            recorded.custom_timeouts = registration.custom_timeouts
         self.graph.resources.append(recorded)
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.graph.invokes.append((args.token, dict(args.args)))
-        return self.answers.call(args.token, dict(args.args)), []
+        self.graph.invoke_providers.append((args.token, args.provider or ""))
+        try:
+            return self.answers.call(args.token, dict(args.args)), []
+        except InvokeRefused as refusal:
+            return {}, [("", str(refusal))]
+
+
+class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock engine, also keeping each resource's URN, dependencies and lifecycle options."""
+
+    def __init__(self, mocks: RecordingMocks):
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method it overrides
+        timeouts = request.customTimeouts
+        self.recording.registering.value = _Registration(
+            urn=self.make_urn(request.parent, request.type, request.name),
+            dependencies=tuple(request.dependencies),
+            retain_on_delete=request.HasField("retainOnDelete") and request.retainOnDelete,
+            custom_timeouts={
+                key: value for key in ("create", "update", "delete") if (value := getattr(timeouts, key))
+            },
+        )
+        try:
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's mock monitor is unannotated
+        finally:
+            self.recording.registering.value = None
 
 
 def evaluate(
@@ -308,8 +410,13 @@ def evaluate(
 ) -> StackGraph:
     """Run `program` (which builds resources and returns its outputs) and collect the graph."""
     graph = StackGraph()
+    mocks = RecordingMocks(answers, graph)
     pulumi.runtime.set_mocks(
-        RecordingMocks(answers, graph), project="tap-transaction-pipeline", stack=stack, preview=False
+        mocks,
+        project="tap-transaction-pipeline",
+        stack=stack,
+        preview=False,
+        monitor=_RecordingMonitor(mocks),
     )
 
     def run() -> pulumi.Output[None]:

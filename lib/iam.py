@@ -15,15 +15,26 @@ import pulumi
 Statement = dict[str, Any]
 
 
-# The EC2 actions of AWSLambdaVPCAccessExecutionRole (v3): what Lambda's ENI management needs to
-# attach a function to the VPC. None of them supports resource-level permissions.
-LAMBDA_VPC_ENI_ACTIONS = (
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
+# The EC2 actions of AWSLambdaVPCAccessExecutionRole (v3): what Lambda's ENI management needs, with
+# the function's role, to attach the function to the VPC
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html, "Required IAM permissions").
+# The two Describe actions are List actions without resource types in the Service Authorization
+# Reference (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html),
+# and the Lambda guide says DescribeNetworkInterfaces "only works if it's allowed on all resources":
+# they are the only ones granted on "*".
+LAMBDA_VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
+# CreateNetworkInterface authorizes the new network-interface and the subnet and security group it
+# is created in; the other three authorize the network-interface only. All are scoped.
+LAMBDA_VPC_CREATE_ENI_ACTION = "ec2:CreateNetworkInterface"
+LAMBDA_VPC_MANAGE_ENI_ACTIONS = (
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
+)
+LAMBDA_VPC_ENI_ACTIONS = (
+    LAMBDA_VPC_CREATE_ENI_ACTION,
+    *LAMBDA_VPC_DESCRIBE_ACTIONS,
+    *LAMBDA_VPC_MANAGE_ENI_ACTIONS,
 )
 
 
@@ -40,6 +51,13 @@ def allow(
     if condition:
         statement["Condition"] = condition
     return statement
+
+
+def deny(
+    sid: str, actions: Sequence[str], resources: Sequence[Any], condition: dict[str, Any] | None = None
+) -> Statement:
+    """A Deny statement of an identity policy (no principal)."""
+    return {**allow(sid, actions, resources, condition), "Effect": "Deny"}
 
 
 def deny_insecure_transport(sid: str, actions: Sequence[str], resource: Any) -> Statement:

@@ -25,6 +25,7 @@ from lib.components.monitoring import Monitoring, MonitoringArgs
 from lib.components.network import Network, NetworkArgs
 from lib.config import StackSettings
 from lib.openapi import transaction_request_schema
+from lib.quotas import check_concurrency_quota
 from tap_contract import metrics, queues
 from tap_contract.seed import TEST_MERCHANT_ID
 from tap_contract.tables import MERCHANT_INDEX_NAME
@@ -63,6 +64,8 @@ class TapStack(pulumi.ComponentResource):
     def __init__(self, name: str, args: TapStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{COMPONENT_TYPE_PREFIX}:TapStack", name, None, opts)
         settings = args.settings
+        # Before any resource: a region whose Lambda quota cannot hold the reservations stops here.
+        check_concurrency_quota(settings, pulumi.InvokeOptions(parent=self))
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
         identity = aws.get_caller_identity_output(opts=invoke_opts)
         partition = aws.get_partition_output(opts=invoke_opts)
@@ -105,7 +108,7 @@ class TapStack(pulumi.ComponentResource):
             ),
             child,
         )
-        Firewall("firewall", FirewallArgs(context, key_arn, api.stage.arn), child)
+        Firewall("firewall", FirewallArgs(context, key_arn, api.stage), child)
         monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(

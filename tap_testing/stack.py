@@ -14,10 +14,12 @@ from lib.tap_stack import build
 ALERT_EMAIL = "fraud-alerts@example.com"
 
 
-def evaluate_stack(**overrides: Any) -> StackGraph:
+def evaluate_stack(*, answers: AwsLikeAnswers | None = None, **overrides: Any) -> StackGraph:
+    """The stack for these StackSettings overrides; `answers` stand in for the account (default: an
+    account with AWS's default quotas in the settings' region)."""
     values = {"environment_suffix": "unit", "region": "us-east-2", "alert_email": ALERT_EMAIL, **overrides}
     settings = StackSettings(**values)
-    return evaluate(lambda: build(settings).outputs, AwsLikeAnswers(settings.region))
+    return evaluate(lambda: build(settings).outputs, answers or AwsLikeAnswers(settings.region))
 
 
 def policy_of(resource: RecordedResource, key: str = "policy") -> dict:

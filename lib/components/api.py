@@ -3,7 +3,8 @@
 The stage is an explicit resource (F18) with X-Ray (F9, C5), JSON access logs into our own
 encrypted log group (F19), execution logging at ERROR with metrics and with data trace OFF (a
 full-request trace would write card data to logs). API Gateway writes to CloudWatch only through
-the account-level role set here, so access logging works on a fresh account too.
+the account-level role (`aws.apigateway.Account`), which this stack sets by default so access
+logging works on a fresh account too; see `_account_logging_role` for why it outlives the stack.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ class Api(TaggedComponent):
         settings = ctx.settings
         child = self.child_opts
         stage_name = settings.stage_name
-        account_logging = self._account_logging_role(ctx)
 
         self.openapi_document = pulumi.Output.from_input(args.validator_invoke_arn).apply(
             lambda invoke_arn: json.dumps(
@@ -109,6 +109,10 @@ class Api(TaggedComponent):
             tags=self.tags("api-execution-logs"),
             opts=child,
         )
+        # Access logging fails on a stage created before the account-level role is set.
+        stage_prerequisites: list[pulumi.Resource] = [execution_log_group]
+        if settings.manage_api_gateway_account:
+            stage_prerequisites.append(self._account_logging_role(ctx))
         self.stage = aws.apigateway.Stage(
             "stage",
             rest_api=self.rest_api.id,
@@ -117,7 +121,7 @@ class Api(TaggedComponent):
             xray_tracing_enabled=True,
             access_log_settings={"destination_arn": self.access_log_group.arn, "format": ACCESS_LOG_FORMAT},
             tags=self.tags("transaction-intake-stage"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account_logging, execution_log_group]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=stage_prerequisites),
         )
         aws.apigateway.MethodSettings(
             "all-methods",
@@ -183,15 +187,29 @@ class Api(TaggedComponent):
         )
 
     def _account_logging_role(self, ctx: AwsContext) -> aws.apigateway.Account:
-        """The account-level CloudWatch role API Gateway needs before any stage can log (F19)."""
+        """The account-level CloudWatch role API Gateway needs before any stage can log (F19).
+
+        One setting per account and region, shared by every REST API there, so it is not this
+        stack's to take away: in pulumi-aws 7 (terraform-provider-aws 6) deleting
+        `aws.apigateway.Account` resets the account's CloudWatch role
+        (https://github.com/hashicorp/terraform-provider-aws/pull/42226, issue #40043), which would
+        stop the logging of every other stack in the region. The setting, the role it names and
+        the role's policy are therefore retained when this stack is destroyed (`retain_on_delete`:
+        Pulumi forgets them and AWS keeps them), the one exception to "nothing is retained"; with
+        `manageApiGatewayAccount` false the stack leaves the setting to the stack that owns it.
+        The role is named from a prefix: a retained role must not block this stack's next
+        `pulumi up` with the same name (IAM allows 38 characters of prefix, no room for the region).
+        """
+        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         role = aws.iam.Role(
             "cloudwatch-role",
-            name=ctx.global_name("apigw-cloudwatch"),
+            name_prefix=f"{ctx.settings.project_prefix}-apigw-logs-{ctx.settings.environment_suffix}-",
+            description="API Gateway's account-level CloudWatch Logs role (kept when the stack is destroyed)",
             # No aws:SourceAccount condition: API Gateway does not document (or send) it when it assumes
             # this account-level role, and a condition it never satisfies breaks all API logging.
             assume_role_policy=iam.assume_role_policy("apigateway.amazonaws.com"),
             tags=self.tags("api-logging-role"),
-            opts=self.child_opts,
+            opts=retained,
         )
         policy = aws.iam.RolePolicy(
             "cloudwatch-role-policy",
@@ -212,10 +230,10 @@ class Api(TaggedComponent):
                     )
                 ]
             ),
-            opts=self.child_opts,
+            opts=retained,
         )
         return aws.apigateway.Account(
             "account-logging",
             cloudwatch_role_arn=role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            opts=pulumi.ResourceOptions.merge(retained, pulumi.ResourceOptions(depends_on=[policy])),
         )

@@ -2,7 +2,8 @@
 
 AWS managed rule groups for common exploits, known bad inputs and IP reputation, plus a per-IP rate
 rule; every rule blocks (no count mode) and emits CloudWatch metrics. WAF logs go to a log group
-whose name starts with `aws-waf-logs-`, as WAF requires, with the API key header redacted.
+whose name starts with `aws-waf-logs-`, as WAF requires, with the API key header redacted, under a
+log resource policy this stack owns for that group alone (see `_log_delivery_policy`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
 
 MANAGED_RULE_GROUPS = (
@@ -20,13 +22,22 @@ MANAGED_RULE_GROUPS = (
     "AWSManagedRulesAmazonIpReputationList",
 )
 LOG_RETENTION_DAYS = 30
+LOG_DELIVERY_SERVICE = "delivery.logs.amazonaws.com"  # writes vended logs (WAF's among them)
+
+
+# How long the provider keeps retrying AssociateWebACL while WAF answers WAFUnavailableEntityException
+# ("couldn't retrieve the resource"), which it does for a while after the stage or the web ACL is
+# created: the provider retries for its create timeout only, 5 or 10 minutes depending on its version
+# (internal/service/wafv2/web_acl_association.go), and that has run out
+# (https://github.com/hashicorp/terraform-provider-aws/issues/29080).
+ASSOCIATION_CREATE_TIMEOUT = "30m"
 
 
 @dataclass
 class FirewallArgs:
     context: AwsContext
     kms_key_arn: pulumi.Input[str]
-    stage_arn: pulumi.Input[str]
+    stage: aws.apigateway.Stage
 
 
 def _visibility(metric_name: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
@@ -81,9 +92,14 @@ class Firewall(TaggedComponent):
         )
         aws.wafv2.WebAclAssociation(
             "stage-association",
-            resource_arn=args.stage_arn,
+            resource_arn=args.stage.arn,
             web_acl_arn=self.web_acl.arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The stage must exist (not only its ARN be known) before WAF can find it.
+                depends_on=[args.stage],
+                custom_timeouts=pulumi.CustomTimeouts(create=ASSOCIATION_CREATE_TIMEOUT),
+            ),
         )
         log_group = aws.cloudwatch.LogGroup(
             "waf-log-group",
@@ -93,6 +109,7 @@ class Firewall(TaggedComponent):
             tags=self.tags("firewall-logs"),
             opts=child,
         )
+        delivery_policy = self._log_delivery_policy(ctx, log_group)
         aws.wafv2.WebAclLoggingConfiguration(
             "web-acl-logging",
             resource_arn=self.web_acl.arn,
@@ -104,6 +121,43 @@ class Firewall(TaggedComponent):
                 {"uri_path": {}},
                 {"query_string": {}},
             ],
-            opts=child,
+            # Delivery is authorised before logging starts, so WAF finds a policy that covers the
+            # group and does not add it to the account-wide AWSWAF-LOGS policy.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[delivery_policy]),
         )
         self.register_outputs({"web_acl_arn": self.web_acl.arn})
+
+    def _log_delivery_policy(
+        self, ctx: AwsContext, log_group: aws.cloudwatch.LogGroup
+    ) -> aws.cloudwatch.LogResourcePolicy:
+        """Lets CloudWatch Logs' delivery service write WAF logs into this stack's group only.
+
+        Without it WAF creates or extends one account-wide resource policy, AWSWAF-LOGS, with every
+        web ACL's log group; that policy is capped at 5,120 characters, so in a busy account new
+        logging configurations start failing (terraform-provider-aws #25296, and the warning on
+        WebAclLoggingConfiguration in the pulumi-aws docs). The statement is AWS's documented one
+        for vended logs, with aws:SourceAccount and aws:SourceArn pinning the delivery to this
+        account and region: https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-CWL.html
+        Account-scoped resource policies are limited to 10 per region (PutResourcePolicy), one per
+        stack here: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutResourcePolicy.html
+        """
+        return aws.cloudwatch.LogResourcePolicy(
+            "waf-log-delivery-policy",
+            policy_name=ctx.name("waf-log-delivery"),
+            policy_document=iam.document(
+                [
+                    {
+                        "Sid": "WafLogDelivery",
+                        "Effect": "Allow",
+                        "Principal": {"Service": LOG_DELIVERY_SERVICE},
+                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        "Resource": [pulumi.Output.concat(log_group.arn, ":log-stream:*")],
+                        "Condition": {
+                            "StringEquals": {"aws:SourceAccount": ctx.account_id},
+                            "ArnLike": {"aws:SourceArn": ctx.arn("logs", "*")},
+                        },
+                    }
+                ]
+            ),
+            opts=self.child_opts,
+        )

@@ -76,7 +76,7 @@ class FunctionSpec:
     description: str
     statements: list[iam.Statement]
     kms_services: list[str]
-    reserved_concurrency: int | None = None
+    reserved_concurrency: int
 
 
 class Functions(TaggedComponent):
@@ -261,6 +261,7 @@ class Functions(TaggedComponent):
                 iam.allow("PublishFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
             ],
             kms_services=["dynamodb", "sqs", "sns"],
+            reserved_concurrency=self._args.context.settings.fraud_detector_reserved_concurrency,
         )
 
     def _failed_handler_spec(self) -> FunctionSpec:
@@ -284,6 +285,7 @@ class Functions(TaggedComponent):
                 iam.allow("PublishOwedFraudAlerts", ["sns:Publish"], [messaging.fraud_alert_topic.arn]),
             ],
             kms_services=["dynamodb", "sqs", "sns"],
+            reserved_concurrency=self._args.context.settings.failed_handler_reserved_concurrency,
         )
 
     def _function(self, spec: FunctionSpec) -> None:
@@ -312,10 +314,9 @@ class Functions(TaggedComponent):
                 ["logs:CreateLogStream", "logs:PutLogEvents"],
                 [pulumi.Output.concat(log_group.arn, ":*")],
             ),
-            # No resource-level permissions exist for these: X-Ray segment upload and the ENI
-            # management Lambda needs to attach the function to the VPC.
+            # No resource-level permissions exist for X-Ray segment upload.
             iam.allow("XRayTracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"]),
-            iam.allow("VpcNetworkInterfaces", list(iam.LAMBDA_VPC_ENI_ACTIONS), ["*"]),
+            *self._vpc_network_interface_statements(function_name),
             iam.allow("AsyncFailureDeadLetter", ["sqs:SendMessage"], [args.messaging.async_failure_dlq.arn]),
             iam.allow(
                 "UseDataKeyThroughServices",
@@ -361,6 +362,42 @@ class Functions(TaggedComponent):
         self.roles[spec.key] = role
         self.functions[spec.key] = function
 
+    def _vpc_network_interface_statements(self, function_name: str) -> list[iam.Statement]:
+        """What Lambda's ENI management does with the function's role, and no more (lib/iam.py).
+
+        Only the two Describe actions are on "*" (AWS documents no other form for them). Interfaces
+        are created only in this stack's subnets with this stack's security groups, and managed only
+        in this account and region ("all resource IDs" of DeleteNetworkInterface, as the Lambda
+        guide asks: https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html). Lambda's
+        own ENI calls carry no lambda:SourceFunctionArn, requests from the function's code do
+        (https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html), so a
+        Deny on that key keeps the code from using any of these permissions itself.
+        """
+        args, ctx = self._args, self._args.context
+        ec2 = ctx.arn("ec2", "")
+        network_interfaces = pulumi.Output.concat(ec2, "network-interface/*")
+        subnets = [pulumi.Output.concat(ec2, "subnet/", subnet_id) for subnet_id in args.subnet_ids]
+        security_groups = [
+            pulumi.Output.concat(ec2, "security-group/", group_id) for group_id in args.security_group_ids
+        ]
+        return [
+            iam.allow("DescribeVpcNetwork", list(iam.LAMBDA_VPC_DESCRIBE_ACTIONS), ["*"]),
+            iam.allow(
+                "CreateNetworkInterfacesInStackSubnets",
+                [iam.LAMBDA_VPC_CREATE_ENI_ACTION],
+                [network_interfaces, *subnets, *security_groups],
+            ),
+            iam.allow(
+                "ManageNetworkInterfaces", list(iam.LAMBDA_VPC_MANAGE_ENI_ACTIONS), [network_interfaces]
+            ),
+            iam.deny(
+                "NoNetworkInterfaceCallsFromFunctionCode",
+                list(iam.LAMBDA_VPC_ENI_ACTIONS),
+                ["*"],
+                {"ArnEquals": {"lambda:SourceFunctionArn": ctx.arn("lambda", f"function:{function_name}")}},
+            ),
+        ]
+
     def _sqs_trigger(self, key: str, queue: aws.sqs.Queue, max_concurrency: int) -> None:
         """Poll like Lambda should: batches, per-message failures (F15), capped concurrency."""
         self.queue_consumers.add(key)
@@ -371,8 +408,10 @@ class Functions(TaggedComponent):
             batch_size=SQS_BATCH_SIZE,
             maximum_batching_window_in_seconds=SQS_BATCHING_WINDOW_SECONDS,
             function_response_types=["ReportBatchItemFailures"],
-            # Capping concurrency here (not with reserved concurrency) keeps throttled polls from
-            # burning receive counts and dead-lettering good messages.
+            # The cap that keeps throttled polls from burning receive counts and dead-lettering good
+            # messages. It reserves nothing from the account pool, so the function also reserves at
+            # least this much (lib/config.RESERVED_COVERS_MAXIMUM): other functions' bursts cannot
+            # take the concurrency these pollers count on (checkov CKV_AWS_115).
             scaling_config={"maximum_concurrency": max_concurrency},
             tags=self.tags(f"{key}-trigger"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key]]),

@@ -209,7 +209,11 @@ class Network(TaggedComponent):
             tags=self.tags("vpc-flow-logs"),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        # The documented flow-log role policy (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html
+        # and the pulumi-aws FlowLog example) less logs:CreateLogGroup, since the group is ours:
+        # writes to this group only; DescribeLogGroups lists groups, so it takes the "log-group:*"
+        # form AWS asks for (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-CWL.html).
+        policy = aws.iam.RolePolicy(
             "flow-log-role-policy",
             role=role.id,
             policy=iam.document(
@@ -218,7 +222,10 @@ class Network(TaggedComponent):
                         "WriteFlowLogs",
                         ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                         [self.flow_log_group.arn, pulumi.Output.concat(self.flow_log_group.arn, ":*")],
-                    )
+                    ),
+                    iam.allow(
+                        "FindFlowLogGroup", ["logs:DescribeLogGroups"], [ctx.arn("logs", "log-group:*")]
+                    ),
                 ]
             ),
             opts=child,
@@ -232,5 +239,7 @@ class Network(TaggedComponent):
             iam_role_arn=role.arn,
             max_aggregation_interval=60,
             tags=self.tags("vpc-flow-logs"),
-            opts=child,
+            # Created only once its role may write: IAM attaches the policy after the role, and a
+            # flow log whose role cannot deliver yet reports an access error instead of failing.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )

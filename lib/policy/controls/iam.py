@@ -6,13 +6,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from lib.graph import RecordedResource, StackGraph
-from lib.iam import LAMBDA_VPC_ENI_ACTIONS
+from lib.iam import LAMBDA_VPC_DESCRIBE_ACTIONS
 from lib.policy import documents as doc
 from lib.policy.controls.base import ControlList, Finding, by_arn, policy_statements
 from lib.policy.controls.lambda_ import FUNCTION
 
-# Actions that have no resource-level permissions (or that Lambda's VPC attachment needs on "*",
-# as AWSLambdaVPCAccessExecutionRole grants them), so `"Resource": "*"` is the only form.
+# Actions that have no resource-level permissions, so `"Resource": "*"` is the only form: X-Ray's
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html) and the two
+# EC2 Describe actions of Lambda's VPC attachment (see lib/iam.py for the AWS documentation). The
+# ENI create/delete/assign actions do have them and are not in this list: on "*" they are findings.
 NO_RESOURCE_LEVEL_ACTIONS = frozenset(
     action.lower()
     for action in (
@@ -21,7 +23,7 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset(
         "xray:GetSamplingRules",
         "xray:GetSamplingTargets",
         "xray:GetSamplingStatisticSummaries",
-        *LAMBDA_VPC_ENI_ACTIONS,
+        *LAMBDA_VPC_DESCRIBE_ACTIONS,
     )
 )
 

@@ -93,6 +93,15 @@ def test_optional_numbers_and_stage_name(config):
     assert load_settings().seed_test_merchant is False
 
 
+def test_the_stack_manages_the_api_gateway_account_setting_unless_told_another_stack_does(config):
+    config({"alertEmail": "ops@example.com"})
+    assert load_settings().manage_api_gateway_account is True
+    config({"alertEmail": "ops@example.com", "manageApiGatewayAccount": "false"})
+    assert load_settings().manage_api_gateway_account is False
+    config({"alertEmail": "ops@example.com", "manageApiGatewayAccount": "true"})
+    assert load_settings().manage_api_gateway_account is True
+
+
 def test_an_explicit_zero_is_kept_not_replaced_by_the_default(config):
     # 0 means something for these (AWS accepts it): a closed API, a stopped validator.
     config(
@@ -126,6 +135,63 @@ def test_a_number_below_what_aws_accepts_is_rejected_with_the_key_and_the_least_
         load_settings()
     config({"alertEmail": "ops@example.com", key: str(minimum)})
     assert getattr(load_settings(), field) == minimum
+
+
+def test_a_consumer_reservation_below_two_is_rejected_and_two_is_kept_with_a_maximum_of_two(config):
+    config({"alertEmail": "ops@example.com", "failedHandlerReservedConcurrency": "1"})
+    with pytest.raises(ConfigError, match=r"ReservedConcurrency 1 is invalid: the least value is 2 "):
+        load_settings()
+    config(
+        {
+            "alertEmail": "ops@example.com",
+            "failedHandlerMaxConcurrency": "2",
+            "failedHandlerReservedConcurrency": "2",
+        }
+    )
+    assert load_settings().failed_handler_reserved_concurrency == 2
+
+
+def test_consumer_reserved_concurrency_defaults_to_the_event_source_maximum_and_follows_config(config):
+    config({"alertEmail": "ops@example.com"})
+    settings = load_settings()
+    assert settings.fraud_detector_reserved_concurrency == settings.fraud_detector_max_concurrency == 100
+    assert settings.failed_handler_reserved_concurrency == settings.failed_handler_max_concurrency == 5
+    config(
+        {
+            "alertEmail": "ops@example.com",
+            "fraudDetectorMaxConcurrency": "40",
+            "fraudDetectorReservedConcurrency": "50",
+            "failedHandlerReservedConcurrency": "10",
+        }
+    )
+    settings = load_settings()
+    assert (settings.fraud_detector_max_concurrency, settings.fraud_detector_reserved_concurrency) == (40, 50)
+    assert settings.failed_handler_reserved_concurrency == 10
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"fraudDetectorReservedConcurrency": "60"},
+            r"fraudDetectorReservedConcurrency 60 is below fraudDetectorMaxConcurrency 100: .*"
+            r"pulumi config set fraudDetectorReservedConcurrency 100",
+        ),
+        (
+            {"fraudDetectorMaxConcurrency": "200"},
+            r"fraudDetectorReservedConcurrency 100 is below fraudDetectorMaxConcurrency 200",
+        ),
+        (
+            {"failedHandlerReservedConcurrency": "3"},
+            r"failedHandlerReservedConcurrency 3 is below failedHandlerMaxConcurrency 5: .*"
+            r"or lower failedHandlerMaxConcurrency to 3",
+        ),
+    ],
+)
+def test_a_reservation_below_its_event_source_maximum_is_refused_with_both_keys(config, values, message):
+    config({"alertEmail": "ops@example.com", **values})
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
 
 
 def test_f14_the_program_refuses_to_run_without_a_layer_built_from_the_current_pins(config, tmp_path):

@@ -87,6 +87,26 @@ def test_waf_logs_redact_the_api_key_and_the_uri_where_a_pasted_card_number_coul
     assert {"queryString": {}} in redacted
 
 
+def test_waf_log_delivery_is_authorised_by_a_policy_of_this_stack_for_its_log_group_only(graph):
+    """Issue 12 item 5: not the account-wide AWSWAF-LOGS policy WAF would otherwise extend (5,120
+    characters, terraform-provider-aws #25296); logging starts only once delivery is authorised."""
+    log_group = graph.one(LOG_GROUP, "waf-log-group")
+    (policy,) = graph.of_type("aws:cloudwatch/logResourcePolicy:LogResourcePolicy")
+    assert policy.inputs["policyName"] == "tap-waf-log-delivery-unit"
+    (statement,) = statements_of(policy, "policyDocument")
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    assert sorted(as_list(statement["Action"])) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert as_list(statement["Resource"]) == [f"{log_group.state['arn']}:log-stream:*"]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnLike": {"aws:SourceArn": "arn:aws:logs:us-east-2:123456789012:*"},
+    }
+    (logging,) = graph.of_type("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
+    assert logging.inputs["logDestinationConfigs"] == [log_group.state["arn"]]
+    assert graph.waits_for(logging, policy)
+
+
 def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(graph):
     document = openapi(graph)
     post = document["paths"]["/transaction"]["post"]
@@ -277,12 +297,12 @@ def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
     for statements in (validator, fraud, failed):
         for statement in statements:
             assert "*" not in as_list(statement["Action"])
-            if "*" in as_list(statement["Resource"]):
+            if "*" in as_list(statement["Resource"]) and statement["Effect"] == "Allow":
                 assert set(as_list(statement["Action"])) <= {
                     "xray:PutTraceSegments",
                     "xray:PutTelemetryRecords",
-                    "ec2:CreateNetworkInterface",
-                    *VPC_EXECUTION_ACTIONS,
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
                 }
         # Every EC2 action of AWSLambdaVPCAccessExecutionRole (v3), which Lambda's ENI management uses.
         granted = {a for s in statements for a in as_list(s["Action"]) if a.startswith("ec2:")}
@@ -311,6 +331,40 @@ VPC_EXECUTION_ACTIONS = (
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
 )
+
+
+def test_c2_lambda_eni_permissions_are_scoped_to_the_stack_network_and_unusable_by_function_code(graph):
+    """Issue 12 item 4: "*" only for the two Describe actions (no resource-level permissions); the
+    interfaces are created in this stack's subnets with its security group and managed in this
+    account and region; requests carrying the function's own source ARN (its code) are denied."""
+    prefix = "arn:aws:ec2:us-east-2:123456789012:"
+    subnets = {f"{prefix}subnet/{s.id}" for s in graph.of_type("aws:ec2/subnet:Subnet")}
+    lambda_sg = f"{prefix}security-group/{graph.one('aws:ec2/securityGroup:SecurityGroup', 'lambda-sg').id}"
+    for key, function in functions(graph).items():
+        function_arn = graph.one(FUNCTION, f"{key}-function").state["arn"]
+        ec2 = [
+            s for s in role_statements(graph, key) if any(a.startswith("ec2:") for a in as_list(s["Action"]))
+        ]
+        allowed = {
+            action: set(as_list(s["Resource"]))
+            for s in ec2
+            if s["Effect"] == "Allow"
+            for action in as_list(s["Action"])
+        }
+        assert set(allowed) == set(VPC_EXECUTION_ACTIONS)
+        assert allowed["ec2:DescribeNetworkInterfaces"] == allowed["ec2:DescribeSubnets"] == {"*"}
+        assert allowed["ec2:CreateNetworkInterface"] == {f"{prefix}network-interface/*", *subnets, lambda_sg}
+        for action in (
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ):
+            assert allowed[action] == {f"{prefix}network-interface/*"}
+        # The function's own subnets and groups are the ones it may create interfaces with.
+        assert {f"{prefix}subnet/{s}" for s in function["vpcConfig"]["subnetIds"]} == subnets
+        (deny,) = [s for s in ec2 if s["Effect"] == "Deny"]
+        assert set(as_list(deny["Action"])) == set(VPC_EXECUTION_ACTIONS)
+        assert deny["Condition"] == {"ArnEquals": {"lambda:SourceFunctionArn": function_arn}}
 
 
 def test_c3_customer_managed_key_with_rotation_encrypts_every_store(graph):
@@ -426,10 +480,59 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
 
 
 def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
+    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5}
     for key, function in functions(graph).items():
         assert function["memorySize"] == 512
         assert function["timeout"] == 60
-        assert function.get("reservedConcurrentExecutions") == (100 if key == "validator" else None)
+        assert function.get("reservedConcurrentExecutions") == reserved[key]
+
+
+def test_queue_consumers_reserve_at_least_their_event_source_maximum_concurrency(graph):
+    # CKV_AWS_115: the mapping's maximum concurrency caps pollers but reserves nothing; as wired,
+    # each consumer's reservation covers what its pollers may start.
+    by_arn = {f.state["arn"]: f for f in graph.of_type(FUNCTION)}
+    mappings = graph.of_type(ESM)
+    assert {by_arn[m.inputs["functionName"]].name for m in mappings} == {
+        "fraud-detector-function",
+        "failed-handler-function",
+    }
+    for mapping in mappings:
+        reserved = by_arn[mapping.inputs["functionName"]].inputs["reservedConcurrentExecutions"]
+        assert reserved >= mapping.inputs["scalingConfig"]["maximumConcurrency"]
+
+
+def test_reserved_concurrency_of_the_consumers_follows_config():
+    from tap_testing.stack import evaluate_stack
+
+    graph = evaluate_stack(
+        fraud_detector_max_concurrency=20,
+        fraud_detector_reserved_concurrency=25,
+        failed_handler_max_concurrency=2,
+        failed_handler_reserved_concurrency=3,
+    )
+    reserved = {key: f["reservedConcurrentExecutions"] for key, f in functions(graph).items()}
+    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"fraud_detector_reserved_concurrency": 50},
+            r"fraudDetectorReservedConcurrency 50 is below fraudDetectorMaxConcurrency 100: .*"
+            r"pulumi config set fraudDetectorReservedConcurrency 100, or lower fraudDetectorMaxConcurrency",
+        ),
+        (
+            {"failed_handler_max_concurrency": 8},
+            r"failedHandlerReservedConcurrency 5 is below failedHandlerMaxConcurrency 8: ",
+        ),
+    ],
+)
+def test_a_reservation_below_the_event_source_maximum_is_refused(overrides, message):
+    from lib.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        StackSettings(environment_suffix="unit", region="us-east-2", alert_email="a@example.com", **overrides)
 
 
 def test_c8_every_consumed_queue_has_a_dlq_and_dlqs_keep_14_days(graph):
@@ -468,6 +571,16 @@ def test_c9_f1_waf_web_acl_with_managed_rule_groups_on_the_stage(graph):
     association = graph.one("aws:wafv2/webAclAssociation:WebAclAssociation", "stage-association").inputs
     assert association["resourceArn"] == graph.one("aws:apigateway/stage:Stage", "stage").state["arn"]
     assert association["webAclArn"] == acl.state["arn"]
+
+
+def test_c9_the_web_acl_association_waits_for_the_stage_and_retries_long_enough(graph):
+    """Issue 12 item 5: right after the stage is created, AssociateWebACL can keep failing with
+    WAFUnavailableEntityException past the provider's default create timeout
+    (terraform-provider-aws #29080); the provider retries it for as long as the create timeout."""
+    association = graph.one("aws:wafv2/webAclAssociation:WebAclAssociation", "stage-association")
+    assert graph.waits_for(association, graph.one("aws:apigateway/stage:Stage", "stage"))
+    assert graph.waits_for(association, graph.one("aws:wafv2/webAcl:WebAcl", "web-acl"))
+    assert association.custom_timeouts == {"create": "30m"}
 
 
 # The per-invocation durations the stack is sized for: design budgets, not measurements (a test
@@ -547,6 +660,8 @@ def assert_every_hop_admits_1000_tps(graph: StackGraph) -> None:
     assert mapping["batchSize"] == 10
     detector_concurrency = tps / mapping["batchSize"] * durations["fraud detector"] / 1000
     assert mapping["scalingConfig"]["maximumConcurrency"] >= detector_concurrency
+    detector = next(f for f in graph.of_type(FUNCTION) if f.state["arn"] == mapping["functionName"])
+    assert detector.inputs["reservedConcurrentExecutions"] >= detector_concurrency
     # Nothing on the way has a provisioned cap: tables on demand, queue data keys cached (no KMS
     # call per message).
     for table in graph.of_type(TABLE):
@@ -586,6 +701,25 @@ def test_f3_f4_f16_private_route_tables_are_associated_and_carry_the_dynamodb_en
     assert gateway["vpcEndpointType"] == "Gateway"
     assert sorted(gateway["routeTableIds"]) == sorted(rt.id for rt in route_tables)
     assert len(gateway["routeTableIds"]) == 3
+
+
+def test_vpc_flow_log_starts_after_its_role_may_write_to_its_own_log_group(graph):
+    """Issue 12 item 5: the flow log depends on its role policy, which holds the documented
+    flow-log permissions (logs:DescribeLogGroups included) for this stack's log group."""
+    flow_log = graph.one("aws:ec2/flowLog:FlowLog", "vpc-flow-log")
+    policy = graph.one(ROLE_POLICY, "flow-log-role-policy")
+    role = graph.one(ROLE, "flow-log-role")
+    log_group = graph.one(LOG_GROUP, "flow-log-group").state["arn"]
+    assert flow_log.inputs["iamRoleArn"] == role.state["arn"] and policy.inputs["role"] == role.id
+    assert flow_log.inputs["logDestination"] == log_group
+    assert graph.waits_for(flow_log, policy)
+    granted = {a: set(as_list(s["Resource"])) for s in statements_of(policy) for a in as_list(s["Action"])}
+    assert granted == {
+        "logs:CreateLogStream": {log_group, f"{log_group}:*"},
+        "logs:PutLogEvents": {log_group, f"{log_group}:*"},
+        "logs:DescribeLogStreams": {log_group, f"{log_group}:*"},
+        "logs:DescribeLogGroups": {"arn:aws:logs:us-east-2:123456789012:log-group:*"},
+    }
 
 
 def test_f10_stage_name_follows_the_environment_not_a_fixed_name(graph):
@@ -774,6 +908,37 @@ def test_f19_access_logs_go_to_a_log_group_and_the_account_logging_role_is_set(g
     settings = graph.one("aws:apigateway/methodSettings:MethodSettings", "all-methods").inputs["settings"]
     assert settings["loggingLevel"] in {"ERROR", "INFO"} and settings["metricsEnabled"] is True
     assert settings["dataTraceEnabled"] is False
+
+
+def test_f19_the_account_logging_setting_outlives_the_stack_and_is_in_place_before_the_stage(graph):
+    """Issue 12 item 4: destroying aws.apigateway.Account resets the account's CloudWatch role
+    (terraform-provider-aws #42226), which would stop every other stack's API logs; the setting,
+    its role and the role's policy are retained, and the stage waits for the setting."""
+    account = graph.one("aws:apigateway/account:Account", "account-logging")
+    role = graph.one(ROLE, "cloudwatch-role")
+    policy = graph.one(ROLE_POLICY, "cloudwatch-role-policy")
+    assert account.retain_on_delete and role.retain_on_delete and policy.retain_on_delete
+    assert graph.waits_for(account, policy)
+    assert graph.waits_for(graph.one("aws:apigateway/stage:Stage", "stage"), account)
+    # Named by IAM from a prefix, so a role retained by `pulumi destroy` never blocks the next `up`.
+    assert role.inputs["namePrefix"] == "tap-apigw-logs-unit-" and "name" not in role.inputs
+    assert role.state["name"].startswith("tap-apigw-logs-unit-")
+
+
+def test_f19_with_a_bootstrap_stack_owning_the_account_setting_the_stack_leaves_it_alone():
+    from lib.policy import run_controls
+    from tap_testing.stack import evaluate_stack
+
+    graph = evaluate_stack(manage_api_gateway_account=False)
+    assert not graph.of_type("aws:apigateway/account:Account")
+    assert not [r for r in graph.of_type(ROLE) if r.name == "cloudwatch-role"]
+    stage = graph.one("aws:apigateway/stage:Stage", "stage")
+    assert graph.waits_for(stage, graph.one(LOG_GROUP, "execution-log-group"))
+    # The baseline cannot see another stack's setting: APIGateway.1 on the stage is the one open
+    # finding, to be checked on the stack that owns the setting (README, Deploy).
+    report = run_controls(graph)
+    assert [(v.control_id, v.resource_name) for v in report.violations] == [("APIGateway.1", "stage")]
+    assert "no apigateway.Account" in report.violations[0].message
 
 
 def test_f19_api_gateway_logging_role_trust_has_no_undocumented_source_account_condition(graph):

@@ -62,6 +62,9 @@ ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 WEB_ACL_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+LOG_RESOURCE_POLICY = "aws:cloudwatch/logResourcePolicy:LogResourcePolicy"
+WAF_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:aws-waf-logs-api"
+ANY_WAF_LOG_GROUP = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:aws-waf-logs-*"
 
 
 # --- builders: small, realistic resources as lib.graph records them -----------------------------
@@ -507,6 +510,19 @@ BAD_EXAMPLES: list[BadExample] = [
         "['dynamodb:GetItem'] on Resource '*'",
     ),
     BadExample(
+        "TAP-IAM-RESOURCES",
+        "eni-create-on-star",
+        # AWSLambdaVPCAccessExecutionRole grants it on "*", but it has resource-level permissions.
+        lambda: [
+            role_policy(
+                allow(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], "*"),
+                allow(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface"], ["*"]),
+            )
+        ],
+        ((ROLE_POLICY, "validator-policy"),),
+        "['ec2:CreateNetworkInterface', 'ec2:DeleteNetworkInterface'] on Resource '*'",
+    ),
+    BadExample(
         "KMS.1",
         "managed-decrypt-all",
         lambda: [res(MANAGED_POLICY, "reader-policy", {"policy": policy(allow(["kms:Decrypt"], "*"))})],
@@ -796,6 +812,58 @@ BAD_EXAMPLES: list[BadExample] = [
         lambda: [web_acl(waf_rules(skip="AWSManagedRulesKnownBadInputsRuleSet"))],
         ((WEB_ACL, "web-acl"),),
         "AWSManagedRulesKnownBadInputsRuleSet",
+    ),
+    BadExample(
+        "TAP-LOGS-RESOURCE-POLICY",
+        "any-waf-log-group-any-account",
+        # The shape of the account-wide AWSWAF-LOGS policy WAF writes when nothing else covers a group.
+        lambda: [
+            res(LOG_GROUP, "waf-log-group", {"name": "aws-waf-logs-api"}, arn=WAF_LOG_GROUP_ARN),
+            res(
+                LOG_RESOURCE_POLICY,
+                "waf-log-delivery-policy",
+                {
+                    "policyName": "AWSWAF-LOGS",
+                    "policyDocument": policy(
+                        {
+                            "Sid": "AWSWAFLogs",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": f"{ANY_WAF_LOG_GROUP}:log-stream:*",
+                        }
+                    ),
+                },
+            ),
+        ],
+        ((LOG_RESOURCE_POLICY, "waf-log-delivery-policy"),),
+        "not log groups of this stack",
+    ),
+    BadExample(
+        "TAP-LOGS-RESOURCE-POLICY",
+        "wildcard-principal",
+        lambda: [
+            res(LOG_GROUP, "waf-log-group", {"name": "aws-waf-logs-api"}, arn=WAF_LOG_GROUP_ARN),
+            res(
+                LOG_RESOURCE_POLICY,
+                "waf-log-delivery-policy",
+                {
+                    "policyName": "open",
+                    "policyDocument": policy(
+                        {
+                            "Sid": "Anyone",
+                            "Effect": "Allow",
+                            "Principal": "*",
+                            "Action": "logs:PutLogEvents",
+                            "Resource": f"{WAF_LOG_GROUP_ARN}:*",
+                            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+                        }
+                    ),
+                },
+            ),
+        ],
+        ((LOG_RESOURCE_POLICY, "waf-log-delivery-policy"),),
+        "not only AWS service principals",
     ),
     BadExample(
         "CloudWatch.15",
