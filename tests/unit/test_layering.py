@@ -6,10 +6,11 @@ fails here before it can make the stack, the functions and the local runtime dep
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tap_testing.imports import imports_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TREES = {
@@ -46,24 +47,6 @@ FORBIDDEN = {
 # Powertools utilities configured with its clients (idempotency store, parameters).
 DATA_ACCESS = "tap_pipeline.data"
 AWS_SDKS = {"boto3", "botocore"}
-
-
-def imports_of(path: Path, package: str) -> set[str]:
-    """Absolute module names imported by one file (relative imports resolved against its package)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                module = f"{base}.{node.module}" if node.module else base
-                names.add(module)
-                names.update(f"{module}.{alias.name}" for alias in node.names)
-            elif node.module:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 def modules_of(tree: str) -> dict[str, set[str]]:

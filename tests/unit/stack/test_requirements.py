@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import re
@@ -18,6 +17,7 @@ from lib.components.messaging import DLQ_MAX_RECEIVE_COUNT, DLQ_RETENTION_SECOND
 from lib.config import StackSettings
 from lib.graph import AwsLikeAnswers, StackGraph
 from lib.packaging import FUNCTION_PACKAGES, FUNCTION_SOURCE_ROOT, function_source_files
+from tap_testing.imports import imports_of
 from tap_testing.stack import as_list, fake_built_layer, statements_of
 
 FUNCTION = "aws:lambda/function:Function"
@@ -776,20 +776,14 @@ RUNTIME_STDLIB = frozenset(sys.stdlib_module_names) - REMOVED_IN_PYTHON_312
 
 
 def imported_modules(package_dir: Path) -> dict[str, set[str]]:
-    """Top-level module of every absolute `import` / `from ... import` -> files that import it."""
+    """Top-level module of every import -> files that import it (relative ones name the package)."""
     found: dict[str, set[str]] = {}
     # Exactly the files the code asset ships.
     for name in function_source_files(package_dir.parent, (package_dir.name,)):
         path = package_dir.parent / name
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue  # relative imports stay inside the package
-            for name in names:
-                found.setdefault(name.split(".", 1)[0], set()).add(path.relative_to(package_dir).as_posix())
+        package = str(Path(name).parent).replace("/", ".")
+        for imported in imports_of(path, package):
+            found.setdefault(imported.split(".", 1)[0], set()).add(path.relative_to(package_dir).as_posix())
     return found
 
 
