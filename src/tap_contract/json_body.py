@@ -61,7 +61,8 @@ def parse(body: str | bytes, max_depth: int = MAX_DEPTH, *, unique_keys: bool = 
         text = body.decode(json.detect_encoding(body), "surrogatepass") if isinstance(body, bytes) else body
     except UnicodeDecodeError:
         raise BodyError("request body is not valid JSON") from None
-    if nesting_depth(text) > max_depth:
+    # Depth never exceeds the number of openers: an honest body (two) skips the per-character scan.
+    if text.count("[") + text.count("{") > max_depth and nesting_depth(text) > max_depth:
         raise BodyError(f"request body nests deeper than {max_depth} levels")
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicates if unique_keys else None)
