@@ -9,7 +9,9 @@ does. Third-party imports are served by the layer built from requirements/functi
 
 from __future__ import annotations
 
-import py_compile
+import json
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pulumi
@@ -41,6 +43,14 @@ def function_source_files(
     return sorted(files)
 
 
+_COMPILE_CHILD = """
+import json, py_compile, sys
+for source, cfile, dfile in json.load(sys.stdin):
+    py_compile.compile(source, cfile=cfile, dfile=dfile, doraise=True, optimize=0,
+                       invalidation_mode=py_compile.PycInvalidationMode.{mode})
+"""
+
+
 def function_bytecode(
     source_root: Path = FUNCTION_SOURCE_ROOT,
     packages: tuple[str, ...] = FUNCTION_PACKAGES,
@@ -51,22 +61,27 @@ def function_bytecode(
     is not the runtime's version (Python would ignore its bytecode there)."""
     if not builds_runtime_bytecode(runtime_tag):
         return {}
-    compiled = {}
+    compiled: dict[str, Path] = {}
+    jobs = []
     for name in function_source_files(source_root, packages):
         source = PurePosixPath(name)
         # Where the runtime's import system looks, whatever PYTHONPYCACHEPREFIX or -O say here.
         archive_name = str(source.parent / "__pycache__" / f"{source.stem}.{runtime_tag}.pyc")
         target = build_dir / archive_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        py_compile.compile(
-            str(source_root / name),
-            cfile=str(target),
-            dfile=f"{LAMBDA_TASK_ROOT}/{name}",
-            doraise=True,
-            optimize=0,
-            invalidation_mode=BYTECODE_MODE,
-        )
+        jobs.append((str(source_root / name), str(target), f"{LAMBDA_TASK_ROOT}/{name}"))
         compiled[archive_name] = target
+    # In a fresh, isolated interpreter: marshal records whether each string constant is interned,
+    # and that depends on what the compiling process has loaded (a one-character constant is
+    # interned once any loaded module interned the same character), so the same source compiled
+    # in a busy process (the tests, the local runtime) and in `pulumi up` could differ, changing
+    # the asset hash, and updating the functions, for nothing.
+    subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-I", "-S", "-c", _COMPILE_CHILD.format(mode=BYTECODE_MODE.name)],
+        input=json.dumps(jobs),
+        text=True,
+        check=True,
+    )
     return compiled
 
 
