@@ -48,6 +48,14 @@ class StackSettings:
     # The failed handler only sees messages that failed 5 times; it reserves its event source's 5.
     fraud_detector_reserved_concurrency: int = 100
     failed_handler_reserved_concurrency: int = 5
+    # The reconciler (issue 12): every reconcilerScheduleMinutes it re-enqueues records RECEIVED for
+    # longer than staleReceivedAfterSeconds, at most reconcilerMaxRequeues times each, then FAILs
+    # them; at most reconcilerBatchLimit records per run. 5 minutes is the transaction queue's
+    # oldest-message alarm too: a record that old without a verdict is not merely queued behind others.
+    reconciler_schedule_minutes: int = 5
+    stale_received_after_seconds: int = 300
+    reconciler_max_requeues: int = 3
+    reconciler_batch_limit: int = 1000
     card_fingerprint_secret_arn: str | None = None
     # The built dependency layer (lib/layer.py); the program packages it, never builds it.
     function_layer_dir: str = str(DEFAULT_LAYER_DIR)
@@ -161,6 +169,16 @@ def load_settings() -> StackSettings:
         failed_handler_reserved_concurrency=optional_int(
             config, "failedHandlerReservedConcurrency", defaults.failed_handler_reserved_concurrency
         ),
+        reconciler_schedule_minutes=optional_int(
+            config, "reconcilerScheduleMinutes", defaults.reconciler_schedule_minutes
+        ),
+        stale_received_after_seconds=optional_int(
+            config, "staleReceivedAfterSeconds", defaults.stale_received_after_seconds
+        ),
+        reconciler_max_requeues=optional_int(
+            config, "reconcilerMaxRequeues", defaults.reconciler_max_requeues
+        ),
+        reconciler_batch_limit=optional_int(config, "reconcilerBatchLimit", defaults.reconciler_batch_limit),
         card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
         function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
@@ -180,6 +198,13 @@ INT_MINIMUMS: dict[str, tuple[int, str]] = {
     "failedHandlerMaxConcurrency": (2, "the least maximum concurrency of an SQS event source"),
     "fraudDetectorReservedConcurrency": (2, "it must cover fraudDetectorMaxConcurrency, at least 2"),
     "failedHandlerReservedConcurrency": (2, "it must cover failedHandlerMaxConcurrency, at least 2"),
+    "reconcilerScheduleMinutes": (1, "EventBridge Scheduler's finest rate is one minute"),
+    "staleReceivedAfterSeconds": (
+        60,
+        "below a minute a record whose validator is still retrying its send would be re-enqueued",
+    ),
+    "reconcilerMaxRequeues": (1, "0 would FAIL a stale record without ever re-enqueueing it"),
+    "reconcilerBatchLimit": (1, "0 would handle nothing"),
 }
 
 

@@ -206,6 +206,10 @@ class AwsLikeAnswers:
         name = r.inputs.get("dashboardName")
         return r.physical, {"dashboardArn": self.arn("cloudwatch", f"dashboard/{name}", region=False)}
 
+    def _schedule(self, r: _NewResource) -> _State:
+        group = r.inputs.get("groupName") or "default"
+        return f"{group}/{r.physical}", {"arn": self.arn("scheduler", f"schedule/{group}/{r.physical}")}
+
     def _random_password(self, r: _NewResource) -> _State:
         return r.short, {"result": _short_id(r.short, length=64)}
 
@@ -308,6 +312,7 @@ class AwsLikeAnswers:
 
 _STATE_BUILDERS: dict[str, Callable[[AwsLikeAnswers, _NewResource], _State]] = {
     "aws:sqs/queue:Queue": AwsLikeAnswers._queue,
+    "aws:scheduler/schedule:Schedule": AwsLikeAnswers._schedule,
     "aws:sns/topic:Topic": AwsLikeAnswers._topic,
     "aws:dynamodb/table:Table": AwsLikeAnswers._table,
     "aws:lambda/function:Function": AwsLikeAnswers._function,

@@ -34,12 +34,19 @@ class ConcurrencyQuotaError(pulumi.RunError):
     """
 
 
+# Reservations no config key sets: the reconciler runs one at a time by design (a second run
+# would only race the first for the same records), so it reserves exactly 1.
+RECONCILER_RESERVED_CONCURRENCY = 1
+FIXED_RESERVATIONS = {"reconciler (fixed)": RECONCILER_RESERVED_CONCURRENCY}
+
+
 def reserved_concurrency(settings: StackSettings) -> dict[str, int]:
-    """What each function reserves, by the config key that sets it."""
+    """What each function reserves, by the config key that sets it (fixed ones by their function)."""
     return {
         "validatorReservedConcurrency": settings.validator_reserved_concurrency,
         "fraudDetectorReservedConcurrency": settings.fraud_detector_reserved_concurrency,
         "failedHandlerReservedConcurrency": settings.failed_handler_reserved_concurrency,
+        **FIXED_RESERVATIONS,
     }
 
 

@@ -23,12 +23,14 @@ from lib.components.functions import Functions, FunctionsArgs
 from lib.components.messaging import Messaging, MessagingArgs
 from lib.components.monitoring import Monitoring, MonitoringArgs
 from lib.components.network import Network, NetworkArgs
+from lib.components.schedule import ReconcilerSchedule, ScheduleArgs
 from lib.config import StackSettings
 from lib.openapi import transaction_request_schema
 from lib.quotas import check_concurrency_quota
 from tap_contract import metrics, queues
+from tap_contract.environment import RECONCILER
 from tap_contract.seed import TEST_MERCHANT_ID
-from tap_contract.tables import MERCHANT_INDEX_NAME
+from tap_contract.tables import MERCHANT_INDEX_NAME, PENDING_INDEX_NAME
 
 # F21: a body the seeded test merchant accepts. A provider token, never a card number, so the
 # output can be shown anywhere.
@@ -109,6 +111,17 @@ class TapStack(pulumi.ComponentResource):
             child,
         )
         Firewall("firewall", FirewallArgs(context, key_arn, api.stage), child)
+        ReconcilerSchedule(
+            "reconciler-schedule",
+            ScheduleArgs(
+                context=context,
+                kms_key_arn=key_arn,
+                function_arn=functions.functions[RECONCILER].arn,
+                dead_letter_queue_arn=messaging.async_failure_dlq.arn,
+                rate_minutes=settings.reconciler_schedule_minutes,
+            ),
+            child,
+        )
         monitoring = Monitoring(
             "monitoring",
             MonitoringArgs(
@@ -129,7 +142,11 @@ class TapStack(pulumi.ComponentResource):
                     "fraud-state-table": data.fraud_state_table.name,
                     "idempotency-table": data.idempotency_table.name,
                 },
-                table_indexes={"merchant-index": (data.transactions_table.name, MERCHANT_INDEX_NAME)},
+                table_indexes={
+                    "merchant-index": (data.transactions_table.name, MERCHANT_INDEX_NAME),
+                    "pending-index": (data.transactions_table.name, PENDING_INDEX_NAME),
+                },
+                reconciler_period_seconds=settings.reconciler_schedule_minutes * 60,
                 api_name=api.rest_api.name,
                 api_stage_name=api.stage.stage_name,
             ),

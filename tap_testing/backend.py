@@ -49,6 +49,9 @@ ENVIRONMENT = {
     "MERCHANT_INDEX_SHARDS": str(tables.MERCHANT_INDEX_SHARDS),
     "FRAUD_STATE_SHARDS": "16",
     "FRAUD_PROFILE_CACHE_SECONDS": "60",
+    "STALE_RECEIVED_AFTER_SECONDS": "300",
+    "RECONCILER_MAX_REQUEUES": "3",
+    "RECONCILER_BATCH_LIMIT": "1000",
 }
 
 SetEnv = Callable[[str, str], None]
@@ -214,7 +217,9 @@ class Pipeline:
         """Receive and delete everything on a queue."""
         collected = []
         while True:
-            batch = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+            batch = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+            )
             messages = batch.get("Messages", [])
             if not messages:
                 return collected
@@ -238,6 +243,13 @@ class Pipeline:
         if messages is None:
             messages = self.drain(self.queue_url)
         return fraud_detector.handler(self.sqs_event(messages), FakeContext("fraud-detector"))
+
+    def run_reconciler(self) -> dict[str, Any]:
+        """One scheduled run of the reconciler (EventBridge Scheduler's event carries nothing it reads)."""
+        from tap_pipeline.handlers import reconciler
+
+        result: dict[str, Any] = reconciler.handler({}, FakeContext("reconciler"))
+        return result
 
     def run_failed_handler(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         from tap_pipeline.handlers import failed_handler
@@ -341,7 +353,7 @@ def create_tables(ddb: Any) -> dict[str, str]:
         client,
         names["transactions"],
         (tables.TRANSACTION_ID, tables.TIMESTAMP),
-        indexed=(tables.MERCHANT_SHARD,),
+        indexed=(tables.MERCHANT_SHARD, tables.PENDING_SHARD, tables.PENDING_SINCE),
         GlobalSecondaryIndexes=[
             {
                 "IndexName": tables.MERCHANT_INDEX_NAME,
@@ -350,7 +362,15 @@ def create_tables(ddb: Any) -> dict[str, str]:
                     {"AttributeName": tables.TIMESTAMP, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": tables.PENDING_INDEX_NAME,
+                "KeySchema": [
+                    {"AttributeName": tables.PENDING_SHARD, "KeyType": "HASH"},
+                    {"AttributeName": tables.PENDING_SINCE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
     )
     _create_table(

@@ -88,7 +88,13 @@ class Data(TaggedComponent):
             "transactions",
             hash_key=tables.TRANSACTION_ID,
             range_key=tables.TIMESTAMP,
-            attributes={tables.TRANSACTION_ID: "S", tables.TIMESTAMP: "S", tables.MERCHANT_SHARD: "S"},
+            attributes={
+                tables.TRANSACTION_ID: "S",
+                tables.TIMESTAMP: "S",
+                tables.MERCHANT_SHARD: "S",
+                tables.PENDING_SHARD: "S",
+                tables.PENDING_SINCE: "S",
+            },
             # F13: history per merchant. The hash key is write-sharded ("{merchant}#{n}") so one
             # merchant at 1,000 TPS spreads over several index partitions instead of one.
             global_secondary_indexes=[
@@ -97,7 +103,15 @@ class Data(TaggedComponent):
                     "hash_key": tables.MERCHANT_SHARD,
                     "range_key": tables.TIMESTAMP,
                     "projection_type": "ALL",
-                }
+                },
+                # Sparse: only RECEIVED records carry its keys, so it holds what the reconciler
+                # looks for and nothing else; keys only, since the reconciler reads each record back.
+                {
+                    "name": tables.PENDING_INDEX_NAME,
+                    "hash_key": tables.PENDING_SHARD,
+                    "range_key": tables.PENDING_SINCE,
+                    "projection_type": "KEYS_ONLY",
+                },
             ],
         )
         self.fraud_state_table = self._table(

@@ -1,4 +1,4 @@
-"""The three Lambda functions, their roles, log groups and SQS triggers (P2, P4, P6, P7, C5, C7, F14, F20).
+"""The Lambda functions, their roles, log groups and SQS triggers (P2, P4, P6, P7, C5, C7, F14, F20).
 
 Each function gets its own role whose policy names exactly the tables, queues, topics and key it
 uses (C2). Log groups are created here, not by Lambda, so they have 30-day retention and the stack's
@@ -27,9 +27,17 @@ from lib.components.data import Data
 from lib.components.messaging import Messaging
 from lib.layer import TARGET_PYTHON, builds_runtime_bytecode, bytecode_problem, requirements_digest
 from lib.packaging import function_code_archive
+from lib.quotas import RECONCILER_RESERVED_CONCURRENCY
 from tap_contract import metrics
-from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, VALIDATOR, required_environment
-from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS
+from tap_contract.environment import (
+    FAILED_HANDLER,
+    FRAUD_DETECTOR,
+    HANDLERS,
+    RECONCILER,
+    VALIDATOR,
+    required_environment,
+)
+from tap_contract.tables import MERCHANT_INDEX_NAME, MERCHANT_INDEX_SHARDS, PENDING_INDEX_NAME
 
 RUNTIME = f"python{TARGET_PYTHON}"  # the layer is built for exactly this runtime
 ARCHITECTURE = "arm64"
@@ -80,7 +88,8 @@ class FunctionSpec:
 
 
 class Functions(TaggedComponent):
-    """validator (API), fraud detector (transaction queue), failed handler (transaction DLQ)."""
+    """validator (API), fraud detector (transaction queue), failed handler (transaction DLQ),
+    reconciler (scheduled, lib/components/schedule.py)."""
 
     component_name = "functions"
 
@@ -148,7 +157,7 @@ class Functions(TaggedComponent):
         """The value of every variable the functions read (POWERTOOLS_SERVICE_NAME aside, which is
         each function's own name). Which function gets which is the contract's choice, not this."""
         args = self._args
-        data, messaging = args.data, args.messaging
+        data, messaging, settings = args.data, args.messaging, args.context.settings
         return {
             "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -167,6 +176,9 @@ class Functions(TaggedComponent):
             "FRAUD_PROFILE_CACHE_SECONDS": str(FRAUD_PROFILE_CACHE_SECONDS),
             "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
             "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn,
+            "STALE_RECEIVED_AFTER_SECONDS": str(settings.stale_received_after_seconds),
+            "RECONCILER_MAX_REQUEUES": str(settings.reconciler_max_requeues),
+            "RECONCILER_BATCH_LIMIT": str(settings.reconciler_batch_limit),
         }
 
     def _environment(self, key: str) -> dict[str, pulumi.Input[str]]:
@@ -176,7 +188,12 @@ class Functions(TaggedComponent):
         return {name: values[name] for name in sorted(required_environment(key))}
 
     def _specs(self) -> list[FunctionSpec]:
-        return [self._validator_spec(), self._fraud_detector_spec(), self._failed_handler_spec()]
+        return [
+            self._validator_spec(),
+            self._fraud_detector_spec(),
+            self._failed_handler_spec(),
+            self._reconciler_spec(),
+        ]
 
     def _validator_spec(self) -> FunctionSpec:
         args = self._args
@@ -286,6 +303,31 @@ class Functions(TaggedComponent):
             ],
             kms_services=["dynamodb", "sqs", "sns"],
             reserved_concurrency=self._args.context.settings.failed_handler_reserved_concurrency,
+        )
+
+    def _reconciler_spec(self) -> FunctionSpec:
+        data, messaging = self._args.data, self._args.messaging
+        pending_index_arn = pulumi.Output.concat(data.transactions_table.arn, "/index/", PENDING_INDEX_NAME)
+        return FunctionSpec(
+            key=RECONCILER,
+            handler=HANDLERS[RECONCILER],
+            description="Re-enqueues transactions left RECEIVED, then fails them after a bound",
+            # Exactly the calls it makes: Query of the pending index only (never a Scan), the
+            # record read back and updated under conditions, the message re-sent, and the ops
+            # notice made idempotent through the idempotency table.
+            statements=[
+                iam.allow("QueryPendingIndex", ["dynamodb:Query"], [pending_index_arn]),
+                iam.allow(
+                    "ReconcileRecords",
+                    ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                    [data.transactions_table.arn],
+                ),
+                iam.allow("RequeueTransactions", ["sqs:SendMessage"], [messaging.transaction_queue.arn]),
+                self._idempotency_records(),
+                iam.allow("NotifyOps", ["sns:Publish"], [messaging.ops_alert_topic.arn]),
+            ],
+            kms_services=["dynamodb", "sqs", "sns"],
+            reserved_concurrency=RECONCILER_RESERVED_CONCURRENCY,
         )
 
     def _function(self, spec: FunctionSpec) -> None:

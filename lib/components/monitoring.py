@@ -20,7 +20,7 @@ import pulumi_aws as aws
 
 from lib.components.base import AwsContext, TaggedComponent
 from tap_contract import metrics
-from tap_contract.environment import VALIDATOR
+from tap_contract.environment import RECONCILER, VALIDATOR
 
 ERROR_RATE_THRESHOLD_PERCENT = 1.0  # C6
 # Failures: invocations that raised (Lambda) plus those the code handled (its own metric).
@@ -65,6 +65,8 @@ class MonitoringArgs:
     table_indexes: Mapping[str, tuple[pulumi.Input[str], str]]
     api_name: pulumi.Input[str]
     api_stage_name: pulumi.Input[str]
+    # How often the reconciler runs: its stale-record metric has one datapoint per run.
+    reconciler_period_seconds: int = 300
 
 
 MetricQuery = aws.cloudwatch.MetricAlarmMetricQueryArgsDict
@@ -79,7 +81,12 @@ class _DashboardInputs(TypedDict):
 
 
 def _metric(
-    metric_id: str, namespace: str, metric_name: str, dimensions: Mapping[str, pulumi.Input[str]], stat: str
+    metric_id: str,
+    namespace: str,
+    metric_name: str,
+    dimensions: Mapping[str, pulumi.Input[str]],
+    stat: str,
+    period: int = PERIOD_SECONDS,
 ) -> MetricQuery:
     return {
         "id": metric_id,
@@ -87,7 +94,7 @@ def _metric(
             "namespace": namespace,
             "metric_name": metric_name,
             "dimensions": dict(dimensions),
-            "period": PERIOD_SECONDS,
+            "period": period,
             "stat": stat,
         },
         "return_data": False,
@@ -159,6 +166,7 @@ class Monitoring(TaggedComponent):
                 "Maximum",
             ),
         )
+        self._stale_received_alarm()
         api_dims = {"ApiName": args.api_name, "Stage": args.api_stage_name}
         self._alarm(
             "api-5xx-rate",
@@ -204,6 +212,28 @@ class Monitoring(TaggedComponent):
         )
         self.register_outputs({"dashboard_url": self.dashboard_url})
 
+    def _stale_received_alarm(self) -> None:
+        """Stale RECEIVED records found by two runs in a row: messages are being lost or are far
+        behind, and the reconciler is not catching up. A run that does not report at all (the
+        schedule or the function is broken) counts as breaching: nobody else would notice."""
+        query = _metric(
+            "stale",
+            self._args.metrics_namespace,
+            metrics.STALE_RECEIVED,
+            {"service": RECONCILER},
+            "Maximum",
+            period=self._args.reconciler_period_seconds,
+        )
+        self._alarm(
+            "stale-received-records",
+            "reconciler: transactions stayed RECEIVED past the stale bound in two runs in a row",
+            threshold=0,
+            metric_queries=[{**query, "return_data": True}],
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            treat_missing_data="breaching",
+        )
+
     def _throttle_alarm(self, key: str, dims: Mapping[str, pulumi.Input[str]]) -> None:
         self._alarm(
             f"{key}-throttles",
@@ -219,12 +249,15 @@ class Monitoring(TaggedComponent):
     def _error_rate_alarm(self, key: str, dims: Mapping[str, pulumi.Input[str]]) -> None:
         namespace, service = self._args.metrics_namespace, {"service": key}
         consumer = key in self._args.queue_consumers
-        handled = RECORD_FAILURE_METRIC if consumer else HANDLED_FAILURE_METRIC[key]
-        queries = [
-            _metric("errors", "AWS/Lambda", "Errors", dims, "Sum"),
-            _metric("handled", namespace, handled, service, "Sum"),
-            _expression("failed", FAILURES_EXPRESSION, "Failures", return_data=False),
-        ]
+        handled = RECORD_FAILURE_METRIC if consumer else HANDLED_FAILURE_METRIC.get(key)
+        queries = [_metric("errors", "AWS/Lambda", "Errors", dims, "Sum")]
+        if handled is None:  # every failure of this function raises, so Lambda's Errors has them all
+            queries.append(_expression("failed", "FILL(errors, 0)", "Failures", return_data=False))
+        else:
+            queries += [
+                _metric("handled", namespace, handled, service, "Sum"),
+                _expression("failed", FAILURES_EXPRESSION, "Failures", return_data=False),
+            ]
         if consumer:
             description = f"{key}: more than 1% of messages failed"
             queries += [
@@ -251,6 +284,7 @@ class Monitoring(TaggedComponent):
         single_metric: tuple[str, str, Mapping[str, pulumi.Input[str]], str] | None = None,
         evaluation_periods: int = 3,
         datapoints_to_alarm: int = 2,
+        treat_missing_data: str = "notBreaching",
     ) -> None:
         if single_metric is not None:
             namespace, metric_name, dims, stat = single_metric
@@ -264,7 +298,7 @@ class Monitoring(TaggedComponent):
             evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm,
             metric_queries=metric_queries,
-            treat_missing_data="notBreaching",
+            treat_missing_data=treat_missing_data,
             alarm_actions=[self._args.alarm_topic_arn],
             ok_actions=[self._args.alarm_topic_arn],
             tags=self.tags(f"{key}-alarm"),

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 VALIDATOR = "validator"
 FRAUD_DETECTOR = "fraud-detector"
 FAILED_HANDLER = "failed-handler"
+RECONCILER = "reconciler"
 
 HANDLERS: Mapping[str, str] = {
     VALIDATOR: "tap_pipeline.handlers.validator.handler",
     FRAUD_DETECTOR: "tap_pipeline.handlers.fraud_detector.handler",
     FAILED_HANDLER: "tap_pipeline.handlers.failed_handler.handler",
+    RECONCILER: "tap_pipeline.handlers.reconciler.handler",
 }
 """Each function's Lambda ``handler`` setting (the code asset holds ``tap_pipeline`` and this package)."""
 
@@ -57,12 +59,22 @@ FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
         )
     ),
     FAILED_HANDLER: frozenset((*COMMON_ENVIRONMENT, "OPS_ALERT_TOPIC_ARN", "FRAUD_ALERT_TOPIC_ARN")),
+    RECONCILER: frozenset(
+        (
+            *COMMON_ENVIRONMENT,
+            "TRANSACTION_QUEUE_URL",
+            "OPS_ALERT_TOPIC_ARN",
+            "STALE_RECEIVED_AFTER_SECONDS",
+            "RECONCILER_MAX_REQUEUES",
+            "RECONCILER_BATCH_LIMIT",
+        )
+    ),
 }
 """Per function (keyed by its ``POWERTOOLS_SERVICE_NAME``): every environment variable it needs."""
 
 
 def required_environment(function: str) -> frozenset[str]:
-    """The environment variable names ``function`` (validator / fraud-detector / failed-handler) needs."""
+    """The environment variable names ``function`` (one of :data:`HANDLERS`' keys) needs."""
     try:
         return FUNCTION_ENVIRONMENT[function]
     except KeyError:

@@ -15,3 +15,9 @@ INTERNAL_ERROR = "InternalError"
 RECORD_PROCESSING_FAILED = "RecordProcessingFailed"
 RECORD_PROCESSING_SUCCEEDED = "RecordProcessingSucceeded"
 """Per SQS record of the two consumers; partial batch failures never reach Lambda's ``Errors``."""
+
+STALE_RECEIVED = "StaleReceivedRecords"
+"""Per reconciler run: RECEIVED records older than the stale bound it found (0 on a healthy system)."""
+
+RECONCILED = "ReconciledTransaction"
+"""Per record the reconciler acted on, with dimension ``action`` (requeued / failed)."""

@@ -21,3 +21,10 @@ ASYNC_FAILURE_DLQ = "lambda-async-dlq"
 FRAUD_ALERTS = "fraud-alerts"
 OPS_ALERTS = "ops-alerts"
 """SNS topics: one alert per FLAGGED transaction; alarms and FAILED-transaction notices."""
+
+ORIGIN_ATTRIBUTE = "origin"
+ORIGIN_INTAKE = "intake"
+ORIGIN_RECONCILER = "reconciler"
+"""A transaction message's ``origin`` attribute: sent by the validator at intake, or re-enqueued by
+the reconciler for a record left RECEIVED (the detector treats both alike; operators can tell them
+apart in the queue and the fault runs can lose one kind and not the other)."""

@@ -11,6 +11,17 @@ MERCHANT_SHARD = "merchant_shard"
 """Transactions table: hash ``transaction_id``, range ``timestamp``; the merchant index is keyed by
 ``merchant_shard`` (``"{merchant_id}#{n}"``) and ``timestamp``."""
 
+PENDING_SHARD = "pending_shard"
+PENDING_SINCE = "pending_since"
+"""Set only while a record is RECEIVED (``"pending#{n}"`` and an ISO time: the receive time, moved to
+the last re-enqueue): the sparse pending index holds exactly the transactions still waiting for a
+verdict, so the reconciler finds stale ones without a scan."""
+
+PENDING_INDEX_NAME = "pending-index"
+PENDING_INDEX_SHARDS = 8
+"""Pending index: hash ``pending_shard``, range ``pending_since``, keys only. 8 write shards keep
+1,000 TPS of inserts and removals at ~125 writes/s per partition, far below the 1,000 WCU/s limit."""
+
 MERCHANT_INDEX_NAME = "merchant-index"
 MERCHANT_INDEX_SHARDS = 16
 """Write shards of the merchant index, so one merchant at 1,000 TPS spreads over 16 partitions (F13)."""

@@ -10,10 +10,11 @@ Flow for a well-formed request (models already validated shape, card and amount 
    of the same transaction id with the same body returns the original answer; with a different
    body it is refused with 409.
 4. One ``SendMessage``. If it fails the request is refused (ENQUEUE_FAILED: the API answers 503) and
-   the record stays RECEIVED; the client's
-   retry finds the record still RECEIVED and enqueues it again. Re-enqueueing a RECEIVED record is
-   always safe because the fraud detector's status transition is conditional, so no accepted
-   transaction is ever left without a message, and a duplicate message changes nothing.
+   the record stays RECEIVED; the client's retry finds the record still RECEIVED and enqueues it
+   again. A client that never retries (or a validator that dies between the write and the send)
+   leaves the record to the reconciler (:mod:`tap_pipeline.reconcile`), which re-enqueues it once
+   it is stale. Re-enqueueing a RECEIVED record is always safe because the fraud detector's status
+   transition is conditional, so a duplicate message changes nothing.
 
 The result is typed (:data:`Outcome`: :class:`Accepted` or :class:`Refused` with an
 :class:`~tap_contract.api.ErrorCode`); only the handler knows which HTTP status each maps to.
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, TypeAlias
 
-from tap_contract import money
+from tap_contract import money, queues
 from tap_contract.api import CardDisplay, ErrorCode, Status, TransactionRequest, TransactionView
 from tap_contract.messages import CardSnapshot, TransactionMessage
 from tap_pipeline import card
@@ -156,7 +157,7 @@ def build_message(
 
 def _enqueue(message: TransactionMessage) -> Outcome:
     try:
-        queue.send_transaction(message)
+        queue.send_transaction(message, validator_settings().transaction_queue_url, queues.ORIGIN_INTAKE)
     except Exception:
         # The RECEIVED record stays; the client's retry (same transaction_id) re-enqueues it.
         logger.exception("enqueue failed; refusing so the client retries")

@@ -71,12 +71,12 @@ metrics = Metrics()
 __all__ = ["MetricUnit", "logger", "metrics", "redact_pans", "single_metric", "tracer"]
 
 
-def count_with_dimension(name: str, dimension: str, value: str) -> None:
+def count_with_dimension(name: str, dimension: str, value: str, count: int = 1) -> None:
     """Emit a one-off Count metric with its own dimension (e.g. rejections by reason).
 
     Shared dimensions on ``metrics`` apply to every metric of the invocation, so per-reason counts
     go out as separate EMF documents via ``single_metric``.
     """
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
+    with single_metric(name=name, unit=MetricUnit.Count, value=count, namespace=metrics.namespace) as metric:
         metric.add_dimension(name="service", value=str(metrics.service or "unknown"))
         metric.add_dimension(name=dimension, value=value)

@@ -1,4 +1,4 @@
-"""Environment configuration for the three functions.
+"""Environment configuration for the functions.
 
 The stack (``lib/``) and this package meet only through the variables that
 :mod:`tap_contract.environment` declares per function (and ``docs/function-contract.md`` lists); a
@@ -80,6 +80,20 @@ class FailedHandlerSettings:
     fraud_alert_topic_arn: str
 
 
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    common: CommonSettings
+    transaction_queue_url: str
+    ops_alert_topic_arn: str
+    # A record RECEIVED (or last re-enqueued) longer ago than this is stale: its message was lost,
+    # never sent, or is far behind. After ``max_requeues`` re-enqueues and one more stale period
+    # without a verdict it is FAILED.
+    stale_after_seconds: int
+    max_requeues: int
+    # Records handled per run at most, so one run stays bounded in time and in duplicate messages.
+    batch_limit: int
+
+
 def _common() -> CommonSettings:
     return CommonSettings(
         environment_suffix=_text("ENVIRONMENT_SUFFIX"),
@@ -130,6 +144,18 @@ def failed_handler_settings() -> FailedHandlerSettings:
 
 
 @cache
+def reconciler_settings() -> ReconcilerSettings:
+    return ReconcilerSettings(
+        common=_common(),
+        transaction_queue_url=_text("TRANSACTION_QUEUE_URL"),
+        ops_alert_topic_arn=_text("OPS_ALERT_TOPIC_ARN"),
+        stale_after_seconds=_positive_int("STALE_RECEIVED_AFTER_SECONDS"),
+        max_requeues=_positive_int("RECONCILER_MAX_REQUEUES"),
+        batch_limit=_positive_int("RECONCILER_BATCH_LIMIT"),
+    )
+
+
+@cache
 def merchant_settings() -> MerchantSettings:
     """The merchant-table variables the validator and the fraud detector both have."""
     return _merchants()
@@ -147,6 +173,7 @@ def clear_cache() -> None:
         validator_settings,
         fraud_detector_settings,
         failed_handler_settings,
+        reconciler_settings,
         merchant_settings,
         common_settings,
     ):

@@ -8,6 +8,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from tap_contract import tables
+
 _deserializer = TypeDeserializer()
 
 
@@ -19,6 +21,15 @@ def stable_shard(value: str, shards: int) -> int:
 
 def merchant_shard_key(merchant_id: str, transaction_id: str, shards: int) -> str:
     return f"{merchant_id}#{stable_shard(transaction_id, shards)}"
+
+
+def pending_shard_key(transaction_id: str) -> str:
+    """The record's partition of the sparse pending index while it is RECEIVED."""
+    return f"pending#{stable_shard(transaction_id, tables.PENDING_INDEX_SHARDS)}"
+
+
+def pending_shards() -> list[str]:
+    return [f"pending#{shard}" for shard in range(tables.PENDING_INDEX_SHARDS)]
 
 
 def iso_millis(moment: datetime) -> str:

@@ -4,6 +4,11 @@ Transactions table: hash ``transaction_id``, range ``timestamp`` (server receive
 UTC, milliseconds, ``Z``). Each record carries ``merchant_shard = "{merchant_id}#{n}"`` for the
 ``merchant-index`` GSI; ``n`` is a stable hash of the transaction id, so one busy merchant's index
 writes spread over ``MERCHANT_INDEX_SHARDS`` partitions instead of one hot key (F13).
+
+While a record is RECEIVED it also carries ``pending_shard`` (``"pending#{n}"``), the key of the
+sparse ``pending-index``: every transition out of RECEIVED removes the attribute in the same write,
+so the index holds exactly the transactions still waiting for a verdict and the reconciler reads
+the stale ones from it with a few Queries instead of a table scan.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from tap_contract import tables
 from tap_contract.api import Status
 from tap_contract.messages import TransactionMessage
 from tap_pipeline.data import clients
-from tap_pipeline.data.items import deserialize_item
+from tap_pipeline.data.items import deserialize_item, pending_shard_key, pending_shards
 from tap_pipeline.observability import tracer
 from tap_pipeline.settings import common_settings
 
 GUARD_PREFIX = "transaction#"
+# ``failed_by`` of a record the reconciler FAILED (the failed handler's records carry a message id).
+RECONCILER_FAILED_BY = "reconciler"
+# The sparse pending index's keys: present exactly while a record is RECEIVED.
+PENDING_ATTRIBUTES = frozenset({tables.PENDING_SHARD, tables.PENDING_SINCE})
 # Clients may retry with the same transaction id for this long; afterwards the id may be reused.
 GUARD_RETENTION_SECONDS = 30 * 24 * 3600
 
@@ -46,6 +55,8 @@ def record_item(message: TransactionMessage) -> dict[str, Any]:
         "status": Status.RECEIVED.value,
         "merchant_id": message.merchant_id,
         "merchant_shard": message.merchant_shard,
+        tables.PENDING_SHARD: pending_shard_key(message.transaction_id),
+        tables.PENDING_SINCE: message.timestamp,
         "amount": Decimal(message.amount),
         "currency": message.currency,
         "card_fingerprint": message.card.fingerprint,
@@ -237,7 +248,7 @@ class TransactionStore:
                 Key=record_key(*key),
                 UpdateExpression=(
                     "SET #status = :status, fraud_score = :score, reasons = :reasons, processed_at = :at, "
-                    "features = :features"
+                    "features = :features REMOVE pending_shard, pending_since"
                 ),
                 ConditionExpression="attribute_exists(transaction_id) AND #status = :received",
                 ExpressionAttributeNames={"#status": "status"},
@@ -295,7 +306,8 @@ class TransactionStore:
                 Key=record_key(*key),
                 UpdateExpression=(
                     "SET #status = :failed, failure_reason = if_not_exists(last_error, :reason), "
-                    "receive_count = :count, failed_at = :at, failed_message_id = :mid"
+                    "receive_count = :count, failed_at = :at, failed_message_id = :mid "
+                    "REMOVE pending_shard, pending_since"
                 ),
                 ConditionExpression=(
                     "attribute_exists(transaction_id) AND "
@@ -325,12 +337,104 @@ class TransactionStore:
         try:
             client.put_item(
                 TableName=self.table_name,
-                Item=item,
+                Item={name: value for name, value in item.items() if name not in PENDING_ATTRIBUTES},
                 ConditionExpression="attribute_not_exists(transaction_id)",
             )
         except client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    @tracer.capture_method(capture_response=False)
+    def stale_pending(self, before: str, per_shard: int) -> list[tuple[str, str]]:
+        """Keys (transaction_id, timestamp) of RECEIVED records pending since before ``before``.
+
+        One Query per pending-index shard (oldest first, at most ``per_shard`` each, so one busy
+        shard cannot starve the others); never a scan. The index is eventually consistent: a
+        record that has just left RECEIVED may still be listed, so callers read it back and act
+        only through writes conditional on it still being RECEIVED.
+        """
+        client = clients.dynamodb()
+        keys: list[tuple[str, str]] = []
+        for shard in pending_shards():
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": tables.PENDING_INDEX_NAME,
+                "KeyConditionExpression": "pending_shard = :shard AND pending_since < :before",
+                "ExpressionAttributeValues": {":shard": shard, ":before": before},
+                "Limit": per_shard,
+            }
+            found: list[tuple[str, str]] = []
+            while len(found) < per_shard:
+                page = client.query(**kwargs)
+                found.extend((item["transaction_id"], item["timestamp"]) for item in page.get("Items") or [])
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            keys.extend(found[:per_shard])
+        return keys
+
+    @tracer.capture_method(capture_response=False)
+    def note_requeued(self, key: tuple[str, str], pending_since: str, at: str) -> bool:
+        """Count one re-enqueue of a RECEIVED record and restart its stale clock at ``at``.
+
+        Conditional on the record still being RECEIVED and pending since ``pending_since`` (what the
+        caller read), so two runs that raced count once; False when the condition failed.
+        """
+        client = clients.dynamodb()
+        try:
+            client.update_item(
+                TableName=self.table_name,
+                Key=record_key(*key),
+                UpdateExpression="SET pending_since = :at, last_requeued_at = :at ADD requeue_count :one",
+                ConditionExpression="#status = :received AND pending_since = :seen",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":at": at,
+                    ":one": 1,
+                    ":received": Status.RECEIVED.value,
+                    ":seen": pending_since,
+                },
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    @tracer.capture_method(capture_response=False)
+    def fail_stale(self, key: tuple[str, str], pending_since: str, reason: str, at: str) -> bool:
+        """RECEIVED -> FAILED for a record the reconciler gave up on; False if it moved meanwhile."""
+        client = clients.dynamodb()
+        try:
+            client.update_item(
+                TableName=self.table_name,
+                Key=record_key(*key),
+                # The pending keys stay until the ops notice is out (clear_pending): a run that dies
+                # in between leaves the record in the index, and the next run sends the notice.
+                UpdateExpression=(
+                    "SET #status = :failed, failure_reason = :reason, failed_at = :at, failed_by = :by"
+                ),
+                ConditionExpression="#status = :received AND pending_since = :seen",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": Status.FAILED.value,
+                    ":reason": reason,
+                    ":at": at,
+                    ":by": RECONCILER_FAILED_BY,
+                    ":received": Status.RECEIVED.value,
+                    ":seen": pending_since,
+                },
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    @tracer.capture_method(capture_response=False)
+    def clear_pending(self, key: tuple[str, str]) -> None:
+        """Take a record the reconciler FAILED (and notified) out of the pending index."""
+        clients.dynamodb().update_item(
+            TableName=self.table_name,
+            Key=record_key(*key),
+            UpdateExpression="REMOVE pending_shard, pending_since",
+        )
 
     @tracer.capture_method(capture_response=False)
     def merchant_history(

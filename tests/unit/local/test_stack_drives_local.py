@@ -43,7 +43,8 @@ def test_batch_size_index_and_environment_come_from_the_stack(start_pipeline, mo
     table = pipeline.emulator.client("dynamodb").describe_table(
         TableName=pipeline.outputs["transactions_table_name"]
     )
-    assert [index["IndexName"] for index in table["Table"]["GlobalSecondaryIndexes"]] == ["merchant-by-day"]
+    indexes = [index["IndexName"] for index in table["Table"]["GlobalSecondaryIndexes"]]
+    assert indexes == ["merchant-by-day", "pending-index"]
     fraud_detector = next(
         w for w in pipeline.workers.values() if w.spec.name.startswith("tap-fraud-detector")
     )

@@ -125,6 +125,10 @@ def test_an_explicit_zero_is_kept_not_replaced_by_the_default(config):
         ("failedHandlerMaxConcurrency", "failed_handler_max_concurrency", 2),
         ("wafRateLimitPer5Min", "waf_rate_limit_per_5min", 10),
         ("apiRateLimit", "api_rate_limit", 0),
+        ("reconcilerScheduleMinutes", "reconciler_schedule_minutes", 1),
+        ("staleReceivedAfterSeconds", "stale_received_after_seconds", 60),
+        ("reconcilerMaxRequeues", "reconciler_max_requeues", 1),
+        ("reconcilerBatchLimit", "reconciler_batch_limit", 1),
     ],
 )
 def test_a_number_below_what_aws_accepts_is_rejected_with_the_key_and_the_least_value(

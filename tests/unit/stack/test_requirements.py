@@ -285,16 +285,18 @@ def test_c1_subnets_use_only_regular_zones_never_a_local_or_wavelength_zone(grap
 
 def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
     roles = {f["role"] for f in functions(graph).values()}
-    assert len(roles) == 3
+    assert len(roles) == len(functions(graph)) == 4
     validator = role_statements(graph, "validator")
     fraud = role_statements(graph, "fraud-detector")
     failed = role_statements(graph, "failed-handler")
+    reconciler = role_statements(graph, "reconciler")
     fraud_topic = graph.one(TOPIC, "fraud-alert-topic").state["arn"]
     ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
     # Each function publishes only where it must.
     assert grants(fraud, "sns:Publish", fraud_topic) and not grants(validator, "sns:Publish", fraud_topic)
     assert grants(failed, "sns:Publish", ops_topic) and not grants(fraud, "sns:Publish", ops_topic)
-    for statements in (validator, fraud, failed):
+    assert grants(reconciler, "sns:Publish", ops_topic) and not grants(reconciler, "sns:Publish", fraud_topic)
+    for statements in (validator, fraud, failed, reconciler):
         for statement in statements:
             assert "*" not in as_list(statement["Action"])
             if "*" in as_list(statement["Resource"]) and statement["Effect"] == "Allow":
@@ -309,6 +311,31 @@ def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
         assert granted == set(VPC_EXECUTION_ACTIONS)
         kms = [s for s in statements if any(a.startswith("kms:") for a in as_list(s["Action"]))]
         assert kms and all("kms:ViaService" in s["Condition"]["StringEquals"] for s in kms)
+
+
+def test_c2_reconciler_queries_only_the_pending_index_and_never_scans(graph):
+    """Issue 12 item 2: stale records are found through the sparse index, never by a table scan."""
+    table = graph.one(TABLE, "transactions-table").state["arn"]
+    queue = graph.one("aws:sqs/queue:Queue", "transaction-queue").state["arn"]
+    statements = role_statements(graph, "reconciler")
+    data_actions = {
+        (action, resource)
+        for s in statements
+        if s["Effect"] == "Allow"
+        for action in as_list(s["Action"])
+        if action.startswith(("dynamodb:", "sqs:"))
+        for resource in as_list(s["Resource"])
+    }
+    idempotency_table = graph.one(TABLE, "idempotency-table").state["arn"]
+    async_dlq = graph.one("aws:sqs/queue:Queue", "async-failure-dlq").state["arn"]  # every function's
+    assert {(a, r) for a, r in data_actions if r not in (idempotency_table, async_dlq)} == {
+        ("dynamodb:Query", f"{table}/index/pending-index"),
+        ("dynamodb:GetItem", table),
+        ("dynamodb:UpdateItem", table),
+        ("sqs:SendMessage", queue),
+    }
+    assert not any(action == "dynamodb:Scan" for action, _ in data_actions)
+    assert graph.one(FUNCTION, "reconciler-function").inputs["reservedConcurrentExecutions"] == 1
 
 
 def test_c2_validator_writes_only_card_events_into_the_fraud_state(graph):
@@ -455,14 +482,19 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
         lambda_errors = queries["errors"]["metric"]
         assert (lambda_errors["namespace"], lambda_errors["metricName"]) == ("AWS/Lambda", "Errors")
         assert lambda_errors["dimensions"] == {"FunctionName": function["name"]}
+
+        def rate(queries=queries, **datapoints):
+            return evaluate_alarm_math(queries, datapoints)
+
+        if key == "reconciler":  # scheduled: every failure raises, so Lambda's Errors sees them all
+            assert "handled" not in queries
+            assert rate(invocations=12, errors=1) > 1.0 and rate(invocations=12, errors=0) == 0
+            continue
         # Failures the code handles itself are read where the function's Powertools metrics land.
         handled = queries["handled"]["metric"]
         variables = function["environment"]["variables"]
         assert handled["namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"]
         assert handled["dimensions"] == {"service": variables["POWERTOOLS_SERVICE_NAME"]}
-
-        def rate(queries=queries, **datapoints):
-            return evaluate_alarm_math(queries, datapoints)
 
         if key == "validator":
             assert handled["metricName"] == "InternalError"  # answered 503, never a Lambda error
@@ -480,7 +512,7 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
 
 
 def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
-    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5}
+    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5, "reconciler": 1}
     for key, function in functions(graph).items():
         assert function["memorySize"] == 512
         assert function["timeout"] == 60
@@ -511,7 +543,7 @@ def test_reserved_concurrency_of_the_consumers_follows_config():
         failed_handler_reserved_concurrency=3,
     )
     reserved = {key: f["reservedConcurrentExecutions"] for key, f in functions(graph).items()}
-    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3}
+    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3, "reconciler": 1}
 
 
 @pytest.mark.parametrize(
@@ -733,8 +765,7 @@ def test_f10_stage_name_follows_the_environment_not_a_fixed_name(graph):
 
 def test_f13_transactions_table_has_a_write_sharded_merchant_index(graph):
     table = graph.one(TABLE, "transactions-table").inputs
-    (index,) = table["globalSecondaryIndexes"]
-    assert index["name"] == MERCHANT_INDEX_NAME
+    (index,) = [i for i in table["globalSecondaryIndexes"] if i["name"] == MERCHANT_INDEX_NAME]
     assert index["hashKey"] == "merchant_shard"
     assert index["rangeKey"] == "timestamp"
     index_arn = f"{graph.one(TABLE, 'transactions-table').state['arn']}/index/{MERCHANT_INDEX_NAME}"
