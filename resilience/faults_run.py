@@ -2,8 +2,11 @@
 
 Faults: DynamoDB throttling and SNS publish errors (real AWS error responses from the fault proxy
 in front of the emulator), a worker killed mid-batch, an invocation timing out, a batch delivered
-twice. The mix of requests is ordinary and fraud-flagging traffic (the strict test merchant flags
-on a single rule), so alerts are exercised under faults too.
+twice, and (with ``lost_enqueue_rate``) the validator's send lost after its record was written, to
+a client that then walks away instead of retrying: only the reconciler can finish those, and the
+conservation check counts them as owed like any accepted transaction. The mix of requests is
+ordinary and fraud-flagging traffic (the strict test merchant flags on a single rule), so alerts
+are exercised under faults too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 from resilience import harness
 from resilience.conservation import ConservationReport, check
+from tap_contract.api import ErrorCode
 from tap_local.faults import FaultPlan
 from tap_local.scenarios import DEFAULT_MERCHANT, STRICT_MERCHANT, transaction
 
@@ -27,6 +31,8 @@ class FaultRunResult:
     client_retries: int
     faults: dict[str, int]
     settle_seconds: float
+    # Sends lost after the write, to clients that did not retry: owed, and finished by the reconciler.
+    walked_away: int
     conservation: ConservationReport
     notes: list[str] = field(default_factory=list)
     # transaction id -> the invocation faults its batches got (only for ids the check reported)
@@ -39,9 +45,10 @@ class FaultRunResult:
     def lines(self) -> list[str]:
         return [
             f"transactions sent:           {self.sent}",
-            f"accepted (2xx):              {self.accepted}",
+            f"owed a verdict:              {self.accepted} (2xx, or a 503 after a written record)",
             f"refused after client retries:{' ' if self.refused else ''} {self.refused or 0}",
             f"client retries (429/5xx):    {self.client_retries}",
+            f"503 after a lost send, client walked away (reconciler's): {self.walked_away}",
             f"faults injected:             {sum(self.faults.values())} {dict(sorted(self.faults.items()))}",
             f"settled in:                  {self.settle_seconds:.1f} s",
             *self.conservation.lines(),
@@ -63,25 +70,40 @@ def request_mix(count: int, seed: int) -> list[dict]:
 
 
 def run(
-    count: int, rate: float = 0.05, invocation_rate: float = 0.15, seed: int = 5, settle_timeout: float = 180
+    count: int,
+    rate: float = 0.05,
+    invocation_rate: float = 0.15,
+    seed: int = 5,
+    settle_timeout: float = 180,
+    lost_enqueue_rate: float = 0.0,
+    reconciler_seconds: float = harness.FAULT_RUN_SCHEDULE_SECONDS,
 ) -> FaultRunResult:
-    plan = FaultPlan(rate=rate, invocation_rate=invocation_rate, seed=seed)
-    with harness.pipeline(faults=plan) as running:
+    """``reconciler_seconds``: how often the reconciler runs (a huge value switches it off, to show
+    that the check then finds the walked-away transactions stuck in RECEIVED)."""
+    plan = FaultPlan(
+        rate=rate, invocation_rate=invocation_rate, seed=seed, lost_enqueue_rate=lost_enqueue_rate
+    )
+    with harness.pipeline(faults=plan, schedule_seconds=reconciler_seconds) as running:
         client = harness.Client(running.outputs)
         bodies = request_mix(count, seed)
         accepted: set[str] = set()
         refused: dict[int, int] = {}
-        retries = 0
+        retries = walked_away = 0
+        walk_away = frozenset({ErrorCode.ENQUEUE_FAILED.value}) if lost_enqueue_rate else frozenset()
 
-        def send(body: dict) -> tuple[str, int, int]:
-            response, attempts = client.post(body)
-            return body["transaction_id"], response.status_code, attempts
+        def send(body: dict) -> tuple[str, int, int, str | None]:
+            response, attempts = client.post(body, give_up_on=walk_away)
+            return body["transaction_id"], response.status_code, attempts, harness.error_code(response)
 
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for transaction_id, status, attempts in pool.map(send, bodies):
+            for transaction_id, status, attempts, code in pool.map(send, bodies):
                 retries += attempts
                 if 200 <= status < 300:
                     accepted.add(transaction_id)
+                elif code in walk_away and transaction_id in plan.lost_enqueues:
+                    # The record was written before the send was lost: the pipeline owes it a verdict.
+                    accepted.add(transaction_id)
+                    walked_away += 1
                 else:
                     refused[status] = refused.get(status, 0) + 1
         settle_seconds = harness.settle(running, accepted, settle_timeout)
@@ -113,5 +135,6 @@ def run(
             client_retries=retries,
             faults=dict(plan.counts),
             settle_seconds=settle_seconds,
+            walked_away=walked_away,
             conservation=report,
         )

@@ -30,6 +30,10 @@ STACK_QUEUE_PREFIX = "tap-"  # the stack's queues; the local email outboxes are 
 # visibility timeout exceeds the function timeout); 10 s instead of the stack's 60 keeps runs short
 # while leaving a local batch (tens of emulator calls) ample time.
 FAULT_RUN_FUNCTION_TIMEOUT_SECONDS = 10
+# Fault runs compress the reconciler too: it runs every second and calls a record stale after 5 s
+# (the stack: every 5 minutes, after 300 s), far above a fault run's normal time to a verdict.
+FAULT_RUN_SCHEDULE_SECONDS = 1.0
+FAULT_RUN_STALE_AFTER_SECONDS = 5
 
 
 def stack_queue_urls(pipeline_: LocalPipeline) -> list[str]:
@@ -47,6 +51,7 @@ def pipeline(
     workers: int = 2,
     retry_delay: int = 1,
     pipeline_class: type[LocalPipeline] = LocalPipeline,
+    schedule_seconds: float = FAULT_RUN_SCHEDULE_SECONDS,
 ) -> Iterator[LocalPipeline]:
     """A fresh pipeline; with `faults`, function timeouts are compressed like the retry delay."""
     workdir = Path(tempfile.mkdtemp(prefix="tap-resilience-"))
@@ -60,6 +65,8 @@ def pipeline(
         verbose=False,
         faults=faults,
         function_timeout_seconds=FAULT_RUN_FUNCTION_TIMEOUT_SECONDS if faults is not None else None,
+        schedule_interval_seconds=schedule_seconds if faults is not None else None,
+        stale_received_after_seconds=FAULT_RUN_STALE_AFTER_SECONDS if faults is not None else None,
     )
     with pipeline_class(config) as running:
         yield running
@@ -72,15 +79,29 @@ class Client:
         self.url, self.key = outputs["api_url"], outputs["api_key_value"]
         self.session = requests.Session()
 
-    def post(self, body: Any, attempts: int = 6) -> tuple[requests.Response, int]:
-        """The last response and how many retries it took."""
+    def post(
+        self, body: Any, attempts: int = 6, give_up_on: frozenset[str] = frozenset()
+    ) -> tuple[requests.Response, int]:
+        """The last response and how many retries it took; an error whose code is in ``give_up_on``
+        is not retried (a client that walks away)."""
         headers = {"content-type": "application/json", "x-api-key": self.key}
         for attempt in range(attempts):
             response = self.session.post(self.url, data=json.dumps(body), headers=headers, timeout=60)
             if response.status_code not in RETRYABLE or attempt == attempts - 1:
                 return response, attempt
+            if error_code(response) in give_up_on:
+                return response, attempt
             time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+def error_code(response: requests.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def new_transaction_id() -> str:

@@ -25,6 +25,7 @@ STAGE_TYPE = "aws:apigateway/stage:Stage"
 SERVED_LOCALLY = {
     "aws:lambda/function:Function": "worker process per function",
     "aws:lambda/eventSourceMapping:EventSourceMapping": "SQS poller per mapping",
+    "aws:scheduler/schedule:Schedule": "timer thread per schedule",
     "aws:apigateway/restApi:RestApi": "local REST API from the OpenAPI document",
     "aws:apigateway/stage:Stage": "local REST API stage",
     "aws:apigateway/apiKey:ApiKey": "API key check",

@@ -9,6 +9,10 @@ Two layers, both driven by one `FaultPlan` (default: none):
   or JSON protocol. The SDK's retries then see exactly what they would see in AWS.
 * Invocation faults, applied by the SQS pollers: a worker killed mid-batch, an invocation that
   times out, a batch delivered twice (SQS is at-least-once).
+* Lost enqueues (off unless asked for): the validator's ``SendMessage`` of a chosen transaction
+  fails on every attempt, as when the validator dies between writing the record and sending its
+  message; the client gets a 503 and (in the runs that use this) never retries. Only the
+  reconciler can then finish the transaction; its own re-sends (``origin=reconciler``) pass.
 
 Every injected fault is counted, so a run can print how many it survived.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import hashlib
 import http.client
 import json
 import random
@@ -27,6 +32,8 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tap_contract.queues import ORIGIN_ATTRIBUTE, ORIGIN_INTAKE
 
 LOOPBACK = "127.0.0.1"
 
@@ -54,6 +61,10 @@ class FaultPlan:
     duplicate_delivery: bool = True
     # Lambda's smallest meaningful timeout is far above this; the point is to die mid-invocation.
     timeout_seconds: float = 0.2
+    # Share of transactions whose intake SendMessage is lost (chosen by a stable hash of the id, so
+    # every retry of the SDK fails too). 0: none.
+    lost_enqueue_rate: float = 0.0
+    lost_enqueues: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     # (fault, function, transaction ids of the batch) for each invocation fault: what to look at
     # when a conservation check fails.
@@ -84,6 +95,19 @@ class FaultPlan:
                 return kind
         return None
 
+    def loses_enqueue(self, transaction_id: str) -> bool:
+        """True (and recorded) when this transaction's intake send is one of the lost ones."""
+        if self.lost_enqueue_rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}:{transaction_id}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= self.lost_enqueue_rate:
+            return False
+        with self._lock:
+            if transaction_id not in self.lost_enqueues:
+                self.lost_enqueues.add(transaction_id)
+                self.counts["lost_enqueue"] += 1
+        return True
+
     @property
     def total(self) -> int:
         with self._lock:
@@ -108,6 +132,15 @@ def _sns_error(json_protocol: bool, throttled: bool) -> tuple[int, dict[str, str
         "</ErrorResponse>"
     )
     return status, {"Content-Type": "text/xml"}, xml.encode()
+
+
+def _sqs_internal_error() -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"__type": "com.amazonaws.sqs#InternalError", "message": "injected"}).encode()
+    return (
+        500,
+        {"Content-Type": "application/x-amz-json-1.0", "x-amzn-query-error": "InternalError;Receiver"},
+        body,
+    )
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -177,6 +210,8 @@ class FaultProxy:
             if target.split(".", 1)[1] in DYNAMODB_DATA_OPERATIONS and self.plan.roll("dynamodb_throttling"):
                 return _dynamodb_throttle()
             return None
+        if target == "AmazonSQS.SendMessage" and self._lost_enqueue(body):
+            return _sqs_internal_error()
         json_publish = target.endswith(".Publish") and "SNS" in target.upper()
         form_publish = not target and b"Action=Publish" in body
         if form_publish:
@@ -184,6 +219,20 @@ class FaultProxy:
         if (json_publish or form_publish) and self.plan.roll("sns_publish_errors"):
             return _sns_error(json_publish, throttled=self.plan.counts["sns_publish_errors"] % 2 == 1)
         return None
+
+    def _lost_enqueue(self, body: bytes) -> bool:
+        """An intake send (not the reconciler's) of a transaction the plan loses."""
+        if self.plan.lost_enqueue_rate <= 0:
+            return False
+        try:
+            request = json.loads(body)
+            origin = request.get("MessageAttributes", {}).get(ORIGIN_ATTRIBUTE, {}).get("StringValue")
+            transaction_id = json.loads(request["MessageBody"]).get("transaction_id")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if origin != ORIGIN_INTAKE or not isinstance(transaction_id, str):
+            return False
+        return self.plan.loses_enqueue(transaction_id)
 
     def forward(
         self, method: str, path: str, headers: email.message.Message[str, str], body: bytes

@@ -19,6 +19,7 @@ from tap_local.emulator import CREDENTIALS, Emulator
 from tap_local.faults import FaultPlan, FaultProxy
 from tap_local.gateway import ApiKeyPlan, LocalRestApi
 from tap_local.pollers import BatchOutcome, MappingSpec, SqsPoller
+from tap_local.schedules import ScheduleTimer, schedule_specs
 from tap_local.workers import FunctionSpec, FunctionWorkers, Invocation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,21 @@ class LocalConfig:
             int(os.environ["TAP_LOCAL_FUNCTION_TIMEOUT"])
             if os.environ.get("TAP_LOCAL_FUNCTION_TIMEOUT")
             else None
+        )
+    )
+    # Compresses the stack's schedules (the reconciler runs every 5 minutes in AWS) and the age at
+    # which the reconciler calls a RECEIVED record stale, so a fault run sees lost enqueues finish
+    # in seconds. None: the stack's own values.
+    schedule_interval_seconds: float | None = field(
+        default_factory=lambda: (
+            float(os.environ["TAP_LOCAL_SCHEDULE_SECONDS"])
+            if os.environ.get("TAP_LOCAL_SCHEDULE_SECONDS")
+            else None
+        )
+    )
+    stale_received_after_seconds: int | None = field(
+        default_factory=lambda: (
+            int(os.environ["TAP_LOCAL_STALE_AFTER"]) if os.environ.get("TAP_LOCAL_STALE_AFTER") else None
         )
     )
     verbose: bool = True
@@ -137,6 +153,7 @@ class LocalPipeline:
         self.answers: LocalAnswers | None = None
         self.workers: dict[str, FunctionWorkers] = {}
         self.pollers: list[SqsPoller] = []
+        self.timers: list[ScheduleTimer] = []
         self.api: LocalRestApi | None = None
         self.fault_proxy: FaultProxy | None = None
         self._stop = threading.Event()
@@ -169,12 +186,16 @@ class LocalPipeline:
         self._stop.set()
         for poller in self.pollers:
             poller.signal_stop()
+        for timer in self.timers:
+            timer.signal_stop()
         if self.api is not None:
             self.api.stop()
         for workers in self.workers.values():
             workers.close()
         for poller in self.pollers:
             poller.join(deadline)
+        for timer in self.timers:
+            timer.join(deadline - time.monotonic())
         if self._outbox_thread is not None:
             self._outbox_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.fault_proxy is not None:
@@ -194,6 +215,10 @@ class LocalPipeline:
         settings = StackSettings(
             environment_suffix=config.environment_suffix, region=config.region, alert_email=config.alert_email
         )
+        if config.stale_received_after_seconds is not None:
+            settings = dataclasses.replace(
+                settings, stale_received_after_seconds=config.stale_received_after_seconds
+            )
         assert self.api is not None
         self.answers = LocalAnswers(emulator=self.emulator, api_base_url=self.api.base_url)
         self.graph = evaluate(lambda: build(settings).outputs, self.answers, stack=config.environment_suffix)
@@ -231,6 +256,10 @@ class LocalPipeline:
             )
             poller.start()
             self.pollers.append(poller)
+        for schedule in schedule_specs(self.graph, self.config.schedule_interval_seconds):
+            timer = ScheduleTimer(schedule, by_arn[schedule.target_arn], self._log_scheduled_run)
+            timer.start()
+            self.timers.append(timer)
 
     def _start_api(self) -> None:
         assert self.graph is not None
@@ -316,6 +345,15 @@ class LocalPipeline:
             if invocation.error:
                 detail += f" error={invocation.error.get('errorType')}"
         self._say(f"API {method} {path} -> {status}{detail}")
+
+    def _log_scheduled_run(self, schedule: str, invocation: Invocation) -> None:
+        if invocation.error:
+            error = invocation.error
+            self._say(f"schedule {schedule}: {error.get('errorType')}: {error.get('errorMessage')}")
+        elif isinstance(invocation.payload, dict) and any(
+            invocation.payload.get(action) for action in ("requeued", "failed", "notified")
+        ):
+            self._say(f"schedule {schedule}: {json.dumps(invocation.payload, sort_keys=True)}")
 
     def _log_batch(self, outcome: BatchOutcome) -> None:
         for message_id in outcome.message_ids:

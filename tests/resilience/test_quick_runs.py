@@ -49,6 +49,32 @@ def test_faults_lose_nothing_and_duplicate_nothing(show):
         pytest.xfail(f"duplicate fraud alert after a killed detector: {result.notes}")
 
 
+def test_issue12_lost_sends_to_clients_that_never_retry_are_finished_by_the_reconciler(show):
+    """The validator's send is lost after the record was written (a dead validator, an SQS outage),
+    the client gets a 503 and walks away: the reconciler re-enqueues, nothing is lost or doubled."""
+    result = faults_run.run(60, rate=0.0, invocation_rate=0.0, lost_enqueue_rate=0.25)
+    show("lost enqueues", result.lines())
+    report = result.conservation
+    assert result.walked_away == result.faults["lost_enqueue"] > 0
+    assert result.refused == {}
+    assert report.lost == [] and report.not_final == []
+    assert report.duplicates == [] and report.duplicate_alerts == []
+    assert report.flagged_without_alert == []
+    assert not any(report.queued.values())
+
+
+def test_issue12_without_the_reconciler_the_same_run_leaves_them_received(show):
+    """The check above can fail: with the reconciler's schedule switched off, the walked-away
+    transactions stay RECEIVED and are reported lost."""
+    result = faults_run.run(
+        30, rate=0.0, invocation_rate=0.0, lost_enqueue_rate=0.25, reconciler_seconds=1e6, settle_timeout=10
+    )
+    show("lost enqueues, no reconciler", result.lines())
+    assert result.walked_away > 0
+    assert len(result.conservation.not_final) == result.walked_away
+    assert result.conservation.lost == result.conservation.not_final
+
+
 def test_bounded_load_conserves_every_transaction(show):
     result = load.run(seconds=10, rate=10)
     show("load", result.lines())
