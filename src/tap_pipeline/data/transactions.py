@@ -380,45 +380,41 @@ class TransactionStore:
         Conditional on the record still being RECEIVED and pending since ``pending_since`` (what the
         caller read), so two runs that raced count once; False when the condition failed.
         """
-        client = clients.dynamodb()
-        try:
-            client.update_item(
-                TableName=self.table_name,
-                Key=record_key(*key),
-                UpdateExpression="SET pending_since = :at, last_requeued_at = :at ADD requeue_count :one",
-                ConditionExpression="#status = :received AND pending_since = :seen",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":at": at,
-                    ":one": 1,
-                    ":received": Status.RECEIVED.value,
-                    ":seen": pending_since,
-                },
-            )
-        except client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if_pending(
+            key,
+            pending_since,
+            "SET pending_since = :at, last_requeued_at = :at ADD requeue_count :one",
+            {":at": at, ":one": 1},
+        )
 
     @tracer.capture_method(capture_response=False)
     def fail_stale(self, key: tuple[str, str], pending_since: str, reason: str, at: str) -> bool:
-        """RECEIVED -> FAILED for a record the reconciler gave up on; False if it moved meanwhile."""
+        """RECEIVED -> FAILED for a record the reconciler gave up on; False if it moved meanwhile.
+
+        The pending keys stay until the ops notice is out (:meth:`clear_pending`): a run that dies in
+        between leaves the record in the index, and the next run sends the notice.
+        """
+        return self._update_if_pending(
+            key,
+            pending_since,
+            "SET #status = :failed, failure_reason = :reason, failed_at = :at, failed_by = :by",
+            {":failed": Status.FAILED.value, ":reason": reason, ":at": at, ":by": RECONCILER_FAILED_BY},
+        )
+
+    def _update_if_pending(
+        self, key: tuple[str, str], pending_since: str, update: str, values: dict[str, Any]
+    ) -> bool:
+        """Apply ``update`` only if the record is still RECEIVED and pending since ``pending_since``."""
         client = clients.dynamodb()
         try:
             client.update_item(
                 TableName=self.table_name,
                 Key=record_key(*key),
-                # The pending keys stay until the ops notice is out (clear_pending): a run that dies
-                # in between leaves the record in the index, and the next run sends the notice.
-                UpdateExpression=(
-                    "SET #status = :failed, failure_reason = :reason, failed_at = :at, failed_by = :by"
-                ),
+                UpdateExpression=update,
                 ConditionExpression="#status = :received AND pending_since = :seen",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":failed": Status.FAILED.value,
-                    ":reason": reason,
-                    ":at": at,
-                    ":by": RECONCILER_FAILED_BY,
+                    **values,
                     ":received": Status.RECEIVED.value,
                     ":seen": pending_since,
                 },
