@@ -4,7 +4,8 @@ Ten seconds of traffic (10,000 messages, one merchant, cards drawn from a pool) 
 exact item keys the code writes, using the package's own key functions and the detector's batch
 buffer: the RECEIVED record, guard and card event (validator), the status update, and the merchant
 amount profile (``ProfileBuffer``, one write per batch as delivered by the event source mapping).
-``merchant-index`` partitions are reported separately: they are GSI partition keys, not items.
+``merchant-index`` and ``pending-index`` partitions are reported separately: they are GSI partition
+keys, not items (each gets two writes per transaction: the record's insert and its verdict).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class HotResult:
     busiest_writes_per_second: float
     busiest_baseline_writes_per_second: float
     busiest_index_partition_writes_per_second: float
+    busiest_pending_partition_writes_per_second: float
 
 
 def run(mode: Mode, batch_size: int = 10) -> HotResult:
@@ -44,6 +46,7 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
     state = fraud_state.FraudState("fraud", 16)
     writes: Counter[str] = Counter()
     index_writes: Counter[str] = Counter()
+    pending_writes: Counter[str] = Counter()
     buffer = features.ProfileBuffer()
     batch: list[TransactionMessage] = []
     for index in range(messages):
@@ -62,6 +65,7 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
         writes[f"transactions:{transaction_id}"] += 2  # RECEIVED put + final status update
         writes[f"idempotency:{transactions.guard_id(transaction_id)}"] += 1
         index_writes[shard] += 2
+        pending_writes[items.pending_shard_key(transaction_id)] += 2  # set at intake, removed at verdict
         event = fraud_state.card_event_item(message)
         writes[f"fraud:{event['pk']}|{event['sk']}"] += 1
         batch.append(message)
@@ -82,4 +86,5 @@ def run(mode: Mode, batch_size: int = 10) -> HotResult:
         busiest_writes_per_second=count / seconds,
         busiest_baseline_writes_per_second=baseline / seconds,
         busiest_index_partition_writes_per_second=max(index_writes.values()) / seconds,
+        busiest_pending_partition_writes_per_second=max(pending_writes.values()) / seconds,
     )

@@ -369,6 +369,7 @@ def _cost(r: Results) -> list[str]:
             "its writes/s",
             "busiest profile shard",
             "busiest merchant-index partition (GSI key, 2 writes/txn)",
+            "busiest pending-index partition (GSI key, 2 writes/txn)",
         ],
         [
             [
@@ -377,6 +378,7 @@ def _cost(r: Results) -> list[str]:
                 f"{hot.busiest_writes_per_second:.1f}",
                 f"{hot.busiest_baseline_writes_per_second:.1f}/s",
                 f"{hot.busiest_index_partition_writes_per_second:.1f}/s",
+                f"{hot.busiest_pending_partition_writes_per_second:.1f}/s",
             ]
             for label, hot in (("batches of 10", r.hot), ("batches of 1 (worst case)", r.hot_single))
         ],
@@ -386,7 +388,8 @@ def _cost(r: Results) -> list[str]:
         f"Target <= {hot_merchant.TARGET_WRITES_PER_SECOND} writes/s on the busiest item: "
         f"{_verdict(r.hot_single.busiest_writes_per_second <= hot_merchant.TARGET_WRITES_PER_SECOND)}. "
         "(The GSI partitions are not items; DynamoDB's per-partition write limit is 1,000 WCU/s, and the "
-        "16 `merchant_shard` values keep each well under it.)",
+        "16 `merchant_shard` values and the 8 `pending_shard` values keep each well under it, whatever the "
+        "number of merchants.)",
         "",
         "",
     ]

@@ -18,9 +18,10 @@ the last re-enqueue): the sparse pending index holds exactly the transactions st
 verdict, so the reconciler finds stale ones without a scan."""
 
 PENDING_INDEX_NAME = "pending-index"
-PENDING_INDEX_SHARDS = 8
-"""Pending index: hash ``pending_shard``, range ``pending_since``, keys only. 8 write shards keep
-1,000 TPS of inserts and removals at ~125 writes/s per partition, far below the 1,000 WCU/s limit."""
+PENDING_INDEX_SHARDS = 16
+"""Pending index: hash ``pending_shard``, range ``pending_since``, keys only. Its shards hold every
+merchant's traffic, so 16 write shards keep 1,000 TPS of inserts and removals at ~130 writes/s per
+partition (BENCHMARKS.md, hot merchant), and ~7,500 TPS under DynamoDB's 1,000 WCU/s per partition."""
 
 MERCHANT_INDEX_NAME = "merchant-index"
 MERCHANT_INDEX_SHARDS = 16
