@@ -65,6 +65,13 @@ class StackSettings:
     manage_api_gateway_account: bool = True
 
     def __post_init__(self) -> None:
+        if self.reconciler_schedule_minutes > MAX_RECONCILER_SCHEDULE_MINUTES:
+            raise ConfigError(
+                f"reconcilerScheduleMinutes {self.reconciler_schedule_minutes} is above "
+                f"{MAX_RECONCILER_SCHEDULE_MINUTES}: the stale-record alarm evaluates two runs, and "
+                "CloudWatch allows at most one day of periods per alarm. Set it with: pulumi config "
+                "set reconcilerScheduleMinutes <n>"
+            )
         for reserved_key, maximum_key in RESERVED_COVERS_MAXIMUM:
             reserved = getattr(self, CONFIG_FIELDS[reserved_key])
             maximum = getattr(self, CONFIG_FIELDS[maximum_key])
@@ -95,6 +102,10 @@ class StackSettings:
         nor, for a dashboard (PutDashboard overwrites), silently replaces the other's."""
         return f"{self.project_prefix}-{purpose}-{self.region}-{self.environment_suffix}"
 
+
+# The stale-record alarm evaluates 2 periods of one run each; CloudWatch caps period x evaluation
+# periods at one day.
+MAX_RECONCILER_SCHEDULE_MINUTES = 720
 
 # Config key -> StackSettings field, for the keys whose values are checked against each other.
 CONFIG_FIELDS = {

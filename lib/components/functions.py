@@ -24,7 +24,8 @@ import pulumi_aws as aws
 from lib import iam
 from lib.components.base import AwsContext, TaggedComponent
 from lib.components.data import Data
-from lib.components.messaging import Messaging
+from lib.components.messaging import MAX_RECEIVE_COUNT, TRANSACTION_VISIBILITY_TIMEOUT_SECONDS, Messaging
+from lib.config import StackSettings
 from lib.layer import TARGET_PYTHON, builds_runtime_bytecode, bytecode_problem, requirements_digest
 from lib.packaging import function_code_archive
 from lib.quotas import RECONCILER_RESERVED_CONCURRENCY
@@ -57,6 +58,16 @@ SQS_CONSUMER_ACTIONS = [
     "sqs:ChangeMessageVisibility",
 ]
 SQS_BATCHING_WINDOW_SECONDS = 1
+
+
+def stale_received_fail_after_seconds(settings: StackSettings) -> int:
+    """When the reconciler may FAIL a record still RECEIVED: after its last re-enqueue (one stale
+    period apart each) *and* that message's whole delivery budget on the transaction queue
+    (visibility timeout x maxReceiveCount, after which the failed handler owns it). Before that, a
+    message for the record may still be delivered, and failing it would pre-empt a verdict.
+    Defaults: 4 x 300 s + 5 x 300 s = 2,700 s (45 minutes)."""
+    last_requeue = settings.stale_received_after_seconds * (settings.reconciler_max_requeues + 1)
+    return last_requeue + TRANSACTION_VISIBILITY_TIMEOUT_SECONDS * MAX_RECEIVE_COUNT
 
 
 def deploying() -> bool:
@@ -177,6 +188,7 @@ class Functions(TaggedComponent):
             "FRAUD_ALERT_TOPIC_ARN": messaging.fraud_alert_topic.arn,
             "OPS_ALERT_TOPIC_ARN": messaging.ops_alert_topic.arn,
             "STALE_RECEIVED_AFTER_SECONDS": str(settings.stale_received_after_seconds),
+            "STALE_RECEIVED_FAIL_AFTER_SECONDS": str(stale_received_fail_after_seconds(settings)),
             "RECONCILER_MAX_REQUEUES": str(settings.reconciler_max_requeues),
             "RECONCILER_BATCH_LIMIT": str(settings.reconciler_batch_limit),
         }

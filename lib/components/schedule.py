@@ -7,10 +7,11 @@ its own retry policy and dead-letter queue for invocations it could not deliver.
 
 Scheduler invokes Lambda asynchronously, so a run that fails is retried by Lambda and then lands
 in the functions' async-failure DLQ (alarmed); deliveries Scheduler itself could not make go to the
-same queue. The schedule carries no input: the customer managed key, which protects only a
-schedule's payload (https://docs.aws.amazon.com/scheduler/latest/UserGuide/encryption-rest.html),
-is set anyway so every byte at rest is under the stack's key (C3); the execution role may decrypt
-with it for that reason.
+same queue. No customer managed key on the schedule: Scheduler uses one only for a schedule's
+payload (its target input; names, state and expressions are always under an AWS owned key:
+https://docs.aws.amazon.com/scheduler/latest/UserGuide/encryption-rest.html), and this schedule has
+none, so a key would protect nothing and cost the execution role a decrypt grant. The role's only
+KMS use is the encrypted DLQ, through SQS.
 """
 
 from __future__ import annotations
@@ -64,8 +65,14 @@ class ReconcilerSchedule(TaggedComponent):
                 [
                     iam.allow("InvokeReconciler", ["lambda:InvokeFunction"], [args.function_arn]),
                     iam.allow("UndeliverableRuns", ["sqs:SendMessage"], [args.dead_letter_queue_arn]),
-                    # The dead-letter queue is encrypted with the stack's key, and so is the schedule.
-                    iam.allow("UseStackKey", ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn]),
+                    # The dead-letter queue is encrypted with the stack's key: SQS uses it on the
+                    # sender's behalf, and only SQS may.
+                    iam.allow(
+                        "EncryptUndeliverableRuns",
+                        ["kms:Decrypt", "kms:GenerateDataKey"],
+                        [args.kms_key_arn],
+                        {"StringEquals": {"kms:ViaService": f"sqs.{ctx.region}.amazonaws.com"}},
+                    ),
                 ]
             ),
             opts=self.child_opts,
@@ -78,7 +85,6 @@ class ReconcilerSchedule(TaggedComponent):
             schedule_expression=self.expression,
             schedule_expression_timezone="UTC",
             flexible_time_window={"mode": "OFF"},
-            kms_key_arn=args.kms_key_arn,
             state="ENABLED",
             target={
                 "arn": args.function_arn,

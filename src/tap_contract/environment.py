@@ -65,6 +65,7 @@ FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
             "TRANSACTION_QUEUE_URL",
             "OPS_ALERT_TOPIC_ARN",
             "STALE_RECEIVED_AFTER_SECONDS",
+            "STALE_RECEIVED_FAIL_AFTER_SECONDS",
             "RECONCILER_MAX_REQUEUES",
             "RECONCILER_BATCH_LIMIT",
         )

@@ -17,7 +17,8 @@ RECORD_PROCESSING_SUCCEEDED = "RecordProcessingSucceeded"
 """Per SQS record of the two consumers; partial batch failures never reach Lambda's ``Errors``."""
 
 STALE_RECEIVED = "StaleReceivedRecords"
-"""Per reconciler run: RECEIVED records older than the stale bound it found (0 on a healthy system)."""
+"""Per reconciler run: records it found still RECEIVED past the stale bound (0 on a healthy system;
+at most its batch limit)."""
 
 RECONCILED = "ReconciledTransaction"
-"""Per record the reconciler acted on, with dimension ``action`` (requeued / failed)."""
+"""Per record the reconciler acted on, with dimension ``action`` (requeued / waiting / failed / notified)."""

@@ -10,9 +10,12 @@ Two layers, both driven by one `FaultPlan` (default: none):
 * Invocation faults, applied by the SQS pollers: a worker killed mid-batch, an invocation that
   times out, a batch delivered twice (SQS is at-least-once).
 * Lost enqueues (off unless asked for): the validator's ``SendMessage`` of a chosen transaction
-  fails on every attempt, as when the validator dies between writing the record and sending its
-  message; the client gets a 503 and (in the runs that use this) never retries. Only the
-  reconciler can then finish the transaction; its own re-sends (``origin=reconciler``) pass.
+  never reaches the queue, after its record was written. Half of them *kill* the validator: the
+  proxy holds the call until the invocation times out, so its sandbox is discarded mid-send and the
+  client gets API Gateway's 502 with no word about a record; the other half fail every SDK attempt,
+  so the validator answers its 503 ENQUEUE_FAILED. Either way the client (in the runs that use
+  this) walks away. Only the reconciler can then finish the transaction; its own re-sends
+  (``origin=reconciler``) pass.
 
 Every injected fault is counted, so a run can print how many it survived.
 """
@@ -28,6 +31,7 @@ import random
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,6 +68,8 @@ class FaultPlan:
     # Share of transactions whose intake SendMessage is lost (chosen by a stable hash of the id, so
     # every retry of the SDK fails too). 0: none.
     lost_enqueue_rate: float = 0.0
+    # How long a killed validator's send is held: past the (compressed) function timeout.
+    lost_enqueue_hold_seconds: float = 15.0
     lost_enqueues: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     # (fault, function, transaction ids of the batch) for each invocation fault: what to look at
@@ -95,12 +101,21 @@ class FaultPlan:
                 return kind
         return None
 
+    def _draw(self, transaction_id: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}:{transaction_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    def chooses_lost_enqueue(self, transaction_id: str) -> bool:
+        """Whether this transaction's intake send will be lost (pure: a client can know in advance)."""
+        return self.lost_enqueue_rate > 0 and self._draw(transaction_id) < self.lost_enqueue_rate
+
+    def kills_validator(self, transaction_id: str) -> bool:
+        """For a lost send: the validator is killed mid-send (else the send fails and it answers 503)."""
+        return self._draw(transaction_id) < self.lost_enqueue_rate / 2
+
     def loses_enqueue(self, transaction_id: str) -> bool:
         """True (and recorded) when this transaction's intake send is one of the lost ones."""
-        if self.lost_enqueue_rate <= 0:
-            return False
-        digest = hashlib.sha256(f"{self.seed}:{transaction_id}".encode()).digest()
-        if int.from_bytes(digest[:8], "big") / 2**64 >= self.lost_enqueue_rate:
+        if not self.chooses_lost_enqueue(transaction_id):
             return False
         with self._lock:
             if transaction_id not in self.lost_enqueues:
@@ -210,8 +225,12 @@ class FaultProxy:
             if target.split(".", 1)[1] in DYNAMODB_DATA_OPERATIONS and self.plan.roll("dynamodb_throttling"):
                 return _dynamodb_throttle()
             return None
-        if target == "AmazonSQS.SendMessage" and self._lost_enqueue(body):
-            return _sqs_internal_error()
+        if target == "AmazonSQS.SendMessage":
+            lost = self._lost_enqueue(body)
+            if lost is not None:
+                if self.plan.kills_validator(lost):
+                    time.sleep(self.plan.lost_enqueue_hold_seconds)  # the caller is killed meanwhile
+                return _sqs_internal_error()
         json_publish = target.endswith(".Publish") and "SNS" in target.upper()
         form_publish = not target and b"Action=Publish" in body
         if form_publish:
@@ -220,19 +239,19 @@ class FaultProxy:
             return _sns_error(json_publish, throttled=self.plan.counts["sns_publish_errors"] % 2 == 1)
         return None
 
-    def _lost_enqueue(self, body: bytes) -> bool:
-        """An intake send (not the reconciler's) of a transaction the plan loses."""
+    def _lost_enqueue(self, body: bytes) -> str | None:
+        """The transaction id of an intake send (not the reconciler's) the plan loses, else None."""
         if self.plan.lost_enqueue_rate <= 0:
-            return False
+            return None
         try:
             request = json.loads(body)
             origin = request.get("MessageAttributes", {}).get(ORIGIN_ATTRIBUTE, {}).get("StringValue")
             transaction_id = json.loads(request["MessageBody"]).get("transaction_id")
         except (ValueError, KeyError, TypeError, AttributeError):
-            return False
+            return None
         if origin != ORIGIN_INTAKE or not isinstance(transaction_id, str):
-            return False
-        return self.plan.loses_enqueue(transaction_id)
+            return None
+        return transaction_id if self.plan.loses_enqueue(transaction_id) else None
 
     def forward(
         self, method: str, path: str, headers: email.message.Message[str, str], body: bytes

@@ -73,6 +73,10 @@ class ScheduleTimer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.spec.interval_seconds):
-            invocation = self._workers.invoke({})
+            try:
+                invocation = self._workers.invoke({})
+            except Exception as exc:  # a timer that dies silently would stop reconciling for good
+                invocation = Invocation()
+                invocation.error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             self.runs += 1
             self._report(self.spec.name, invocation)

@@ -89,6 +89,9 @@ class ReconcilerSettings:
     # never sent, or is far behind. After ``max_requeues`` re-enqueues and one more stale period
     # without a verdict it is FAILED.
     stale_after_seconds: int
+    # A record still RECEIVED this long after it was received is FAILED (the stack derives it so the
+    # queue's own retries of every message sent for it are over first).
+    fail_after_seconds: int
     max_requeues: int
     # Records handled per run at most, so one run stays bounded in time and in duplicate messages.
     batch_limit: int
@@ -150,6 +153,7 @@ def reconciler_settings() -> ReconcilerSettings:
         transaction_queue_url=_text("TRANSACTION_QUEUE_URL"),
         ops_alert_topic_arn=_text("OPS_ALERT_TOPIC_ARN"),
         stale_after_seconds=_positive_int("STALE_RECEIVED_AFTER_SECONDS"),
+        fail_after_seconds=_positive_int("STALE_RECEIVED_FAIL_AFTER_SECONDS"),
         max_requeues=_positive_int("RECONCILER_MAX_REQUEUES"),
         batch_limit=_positive_int("RECONCILER_BATCH_LIMIT"),
     )

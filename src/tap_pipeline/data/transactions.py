@@ -397,9 +397,16 @@ class TransactionStore:
         return self._update_if_pending(
             key,
             pending_since,
-            "SET #status = :failed, failure_reason = :reason, failed_at = :at, failed_by = :by",
+            # The detector's last recorded error, when it had one, says more than "not processed".
+            "SET #status = :failed, failure_reason = if_not_exists(last_error, :reason), "
+            "failed_at = :at, failed_by = :by",
             {":failed": Status.FAILED.value, ":reason": reason, ":at": at, ":by": RECONCILER_FAILED_BY},
         )
+
+    @tracer.capture_method(capture_response=False)
+    def move_stale_clock(self, key: tuple[str, str], pending_since: str, to: str) -> bool:
+        """Restart a waiting record's stale clock at ``to`` (it is listed again one stale period later)."""
+        return self._update_if_pending(key, pending_since, "SET pending_since = :to", {":to": to})
 
     def _update_if_pending(
         self, key: tuple[str, str], pending_since: str, update: str, values: dict[str, Any]
@@ -426,11 +433,17 @@ class TransactionStore:
     @tracer.capture_method(capture_response=False)
     def clear_pending(self, key: tuple[str, str]) -> None:
         """Take a record the reconciler FAILED (and notified) out of the pending index."""
-        clients.dynamodb().update_item(
-            TableName=self.table_name,
-            Key=record_key(*key),
-            UpdateExpression="REMOVE pending_shard, pending_since",
-        )
+        client = clients.dynamodb()
+        # Only a record the reconciler FAILED: never strip the keys of one still RECEIVED.
+        with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+            client.update_item(
+                TableName=self.table_name,
+                Key=record_key(*key),
+                UpdateExpression="REMOVE pending_shard, pending_since",
+                ConditionExpression="#status = :failed AND failed_by = :by",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":failed": Status.FAILED.value, ":by": RECONCILER_FAILED_BY},
+            )
 
     @tracer.capture_method(capture_response=False)
     def merchant_history(

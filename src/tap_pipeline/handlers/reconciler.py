@@ -29,7 +29,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     # A misconfigured function fails before it reads or writes anything.
     reconciler_settings()
-    result = reconcile.run()
+    result = reconcile.run(remaining_ms=context.get_remaining_time_in_millis)
     metrics.add_metric(name=metric_names.STALE_RECEIVED, unit=MetricUnit.Count, value=result.stale)
     for action, count in result.actions.items():
         if count and action is not reconcile.Action.SKIP:

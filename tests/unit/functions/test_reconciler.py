@@ -21,6 +21,7 @@ from tap_testing.backend import UnreachableSns, transaction
 from tests.unit.functions.conftest import emitted_metrics
 
 STALE = timedelta(seconds=301)  # just past the backend's STALE_RECEIVED_AFTER_SECONDS (300)
+FAIL_AFTER = timedelta(seconds=2700)  # the backend's STALE_RECEIVED_FAIL_AFTER_SECONDS
 
 
 @pytest.fixture
@@ -115,18 +116,28 @@ def test_a_requeued_record_is_not_requeued_again_within_the_stale_period(pipelin
     assert _queued_ids(pipeline) == [("stale-2", queues.ORIGIN_RECONCILER)]
 
 
-def test_requeues_are_bounded_then_the_record_is_failed_with_a_reason_and_one_ops_notice(
+def _requeue_until_spent(pipeline: Any, transaction_id: str, received: datetime) -> datetime:
+    """Three stale runs re-enqueue (each message lost again), the fourth finds the re-enqueues spent."""
+    at = received
+    for _ in range(3):  # RECONCILER_MAX_REQUEUES
+        at += STALE
+        assert reconcile.run(now=at).actions[Action.REQUEUE] == 1
+        assert _queued_ids(pipeline) == [(transaction_id, queues.ORIGIN_RECONCILER)]
+    at += STALE
+    assert reconcile.run(now=at).actions[Action.WAIT] == 1
+    return at
+
+
+def test_requeues_are_bounded_then_the_record_is_failed_only_when_failing_is_due_with_one_ops_notice(
     pipeline, lost_enqueue
 ):
     _, received = _received(pipeline, "stale-3")
-    at = received
-    for _ in range(3):  # RECONCILER_MAX_REQUEUES; each message is lost again (drained, never scored)
-        at += STALE
-        assert reconcile.run(now=at).actions[Action.REQUEUE] == 1
-        assert _queued_ids(pipeline) == [("stale-3", queues.ORIGIN_RECONCILER)]
+    at = _requeue_until_spent(pipeline, "stale-3", received)
 
-    at += STALE
-    result = reconcile.run(now=at)
+    # Waiting: not listed again (no reads) until failing it is due.
+    assert reconcile.run(now=at + STALE).stale == 0
+    assert reconcile.run(now=received + FAIL_AFTER - timedelta(seconds=1)).stale == 0
+    result = reconcile.run(now=received + FAIL_AFTER + timedelta(seconds=1))
 
     assert result.actions[Action.FAIL] == 1
     record = pipeline.record("stale-3")
@@ -138,9 +149,56 @@ def test_requeues_are_bounded_then_the_record_is_failed_with_a_reason_and_one_op
     assert [(n["transaction_id"], n["outcome"], n["source"]) for n in notices] == [
         ("stale-3", "failed", "reconciler")
     ]
-    assert reconcile.run(now=at + 10 * STALE).stale == 0
+    assert reconcile.run(now=received + 10 * FAIL_AFTER).stale == 0
     assert pipeline.published(pipeline.ops_capture_url) == []
     assert pipeline.get("stale-3")["json"]["failure_reason"] == record["failure_reason"]
+
+
+def test_a_backlogged_message_is_never_failed_while_the_queue_could_still_deliver_it(pipeline):
+    """The detector is stalled: the message waits in the queue. Re-enqueues are bounded, and the
+    record is not FAILED before every message sent for it has used up the queue's delivery budget,
+    so the detector's late verdict still lands."""
+    assert pipeline.post(transaction(transaction_id="backlog-1"))["statusCode"] == 202
+    received = datetime.fromisoformat(pipeline.record("backlog-1")["timestamp"].replace("Z", "+00:00"))
+    at = received
+    for _ in range(4):
+        at += STALE
+        reconcile.run(now=at)
+    assert pipeline.record("backlog-1")["requeue_count"] == 3
+    reconcile.run(now=received + FAIL_AFTER - timedelta(seconds=1))
+    assert pipeline.record("backlog-1")["status"] == "RECEIVED"
+
+    pipeline.run_detector()  # the backlog drains: original + 3 duplicates, one verdict
+
+    assert pipeline.record("backlog-1")["status"] == "CLEARED"
+    assert reconcile.run(now=received + 2 * FAIL_AFTER).stale == 0
+
+
+def test_a_record_the_detector_has_seen_is_left_to_the_queue_and_failed_with_its_last_error(
+    pipeline, monkeypatch
+):
+    from tap_pipeline.data import fraud_state
+
+    assert pipeline.post(transaction(transaction_id="seen-1"))["statusCode"] == 202
+    received = datetime.fromisoformat(pipeline.record("seen-1")["timestamp"].replace("Z", "+00:00"))
+    message = pipeline.drain(pipeline.queue_url)[0]
+
+    def failing_read(self: Any, message: Any) -> Any:
+        raise TimeoutError("fraud state read timed out")
+
+    monkeypatch.setattr(fraud_state.FraudState, "card_history", failing_read)
+    pipeline.run_detector([message])  # fails: the record notes the error, SQS will retry the message
+
+    first = reconcile.run(now=received + STALE)
+    assert first.actions[Action.WAIT] == 1 and first.actions[Action.REQUEUE] == 0
+    assert pipeline.queue_depth(pipeline.queue_url) == 0  # no duplicate: the queue owns its message
+    result = reconcile.run(now=received + FAIL_AFTER + timedelta(seconds=1))
+
+    assert result.actions[Action.FAIL] == 1
+    record = pipeline.record("seen-1")
+    assert record["failure_reason"] == "TimeoutError: fraud state read timed out"
+    (notice,) = pipeline.published(pipeline.ops_capture_url)
+    assert notice["reason"] == record["failure_reason"]
 
 
 def test_a_failed_notice_keeps_the_record_in_the_index_and_the_next_run_sends_it(
@@ -149,15 +207,11 @@ def test_a_failed_notice_keeps_the_record_in_the_index_and_the_next_run_sends_it
     from tap_pipeline.data import clients
 
     _, received = _received(pipeline, "stale-4")
-    at = received
-    for _ in range(3):
-        at += STALE
-        reconcile.run(now=at)
-    pipeline.drain(pipeline.queue_url)
+    _requeue_until_spent(pipeline, "stale-4", received)
     real_sns = clients.sns()
     monkeypatch.setattr(clients, "sns", lambda: UnreachableSns())
 
-    at += STALE
+    at = received + FAIL_AFTER + timedelta(seconds=1)
     broken = reconcile.run(now=at)
 
     assert broken.errors and pipeline.record("stale-4")["status"] == "FAILED"
@@ -169,6 +223,22 @@ def test_a_failed_notice_keeps_the_record_in_the_index_and_the_next_run_sends_it
     assert healed.actions[Action.NOTIFY] == 1 and not healed.errors
     assert [n["transaction_id"] for n in pipeline.published(pipeline.ops_capture_url)] == ["stale-4"]
     assert tables.PENDING_SHARD not in pipeline.record("stale-4")
+
+
+def test_a_verdict_between_the_read_and_the_count_makes_the_requeue_count_nothing(pipeline, lost_enqueue):
+    from tap_pipeline.data import transactions
+
+    record, received = _received(pipeline, "race-1")
+    reconcile.run(now=received + STALE)  # re-enqueued once
+    pipeline.run_detector()  # scored
+    since = record[tables.PENDING_SINCE]
+
+    assert (
+        transactions.store().note_requeued(("race-1", record["timestamp"]), since, "2099-01-01T00:00:00.000Z")
+        is False
+    )
+    assert transactions.store().fail_stale(("race-1", record["timestamp"]), since, "x", "2099") is False
+    assert pipeline.record("race-1")["status"] == "CLEARED"
 
 
 def test_the_reconciler_queries_the_pending_index_and_never_scans(pipeline, lost_enqueue, api_calls):
@@ -187,19 +257,16 @@ def test_the_reconciler_queries_the_pending_index_and_never_scans(pipeline, lost
 def test_a_run_handles_at_most_its_batch_limit_spread_over_the_shards(pipeline, lost_enqueue, monkeypatch):
     from tap_pipeline import settings
 
-    monkeypatch.setenv("RECONCILER_BATCH_LIMIT", "8")  # one per shard
+    monkeypatch.setenv("RECONCILER_BATCH_LIMIT", "5")
     settings.clear_cache()
     for n in range(24):
         _received(pipeline, f"limit-{n}")
 
-    first = reconcile.run(now=datetime.now(UTC) + STALE)
-
-    assert first.actions[Action.REQUEUE] <= tables.PENDING_INDEX_SHARDS
-    handled = first.actions[Action.REQUEUE]
     later = datetime.now(UTC) + STALE
+    handled = 0
     while handled < 24:
         step = reconcile.run(now=later).actions[Action.REQUEUE]
-        assert step > 0
+        assert 0 < step <= 5
         handled += step
     assert sorted(t for t, _ in _queued_ids(pipeline)) == sorted(f"limit-{n}" for n in range(24))
 
@@ -244,28 +311,62 @@ class _FrozenDatetime:
         return self._moment
 
 
+OLD = "2026-01-01T00:00:00.000Z"
+LIMITS = reconcile.Bounds(
+    stale_cutoff="2026-01-01T00:05:00.000Z", fail_cutoff="2025-12-31T23:30:00.000Z", max_requeues=3
+)
+
+
 @pytest.mark.parametrize(
     ("record", "expected"),
     [
         (None, Action.SKIP),
-        ({"status": "CLEARED", tables.PENDING_SINCE: "2026-01-01T00:00:00.000Z"}, Action.SKIP),
-        ({"status": "RECEIVED", tables.PENDING_SINCE: "2026-01-01T00:10:00.000Z"}, Action.SKIP),
-        ({"status": "RECEIVED"}, Action.SKIP),
-        ({"status": "RECEIVED", tables.PENDING_SINCE: "2026-01-01T00:00:00.000Z"}, Action.REQUEUE),
+        ({"status": "CLEARED", tables.PENDING_SINCE: OLD, "timestamp": OLD}, Action.SKIP),
         (
-            {"status": "RECEIVED", tables.PENDING_SINCE: "2026-01-01T00:00:00.000Z", "requeue_count": 2},
+            {"status": "RECEIVED", tables.PENDING_SINCE: "2026-01-01T00:10:00.000Z", "timestamp": OLD},
+            Action.SKIP,
+        ),
+        ({"status": "RECEIVED", "timestamp": OLD}, Action.SKIP),
+        ({"status": "RECEIVED", tables.PENDING_SINCE: OLD, "timestamp": OLD}, Action.REQUEUE),
+        (
+            {"status": "RECEIVED", tables.PENDING_SINCE: OLD, "timestamp": OLD, "requeue_count": 2},
             Action.REQUEUE,
         ),
         (
-            {"status": "RECEIVED", tables.PENDING_SINCE: "2026-01-01T00:00:00.000Z", "requeue_count": 3},
-            Action.FAIL,
+            {"status": "RECEIVED", tables.PENDING_SINCE: OLD, "timestamp": OLD, "requeue_count": 3},
+            Action.WAIT,
         ),
         (
-            {"status": "FAILED", "failed_by": "reconciler", tables.PENDING_SINCE: "2026-01-01T00:00:00.000Z"},
-            Action.NOTIFY,
+            {"status": "RECEIVED", tables.PENDING_SINCE: OLD, "timestamp": OLD, "processing_attempts": 1},
+            Action.WAIT,
         ),
-        ({"status": "FAILED", tables.PENDING_SINCE: "2026-01-01T00:00:00.000Z"}, Action.SKIP),
+        (
+            {"status": "RECEIVED", tables.PENDING_SINCE: OLD, "timestamp": "2025-12-31T23:00:00.000Z"},
+            Action.FAIL,
+        ),
+        ({"status": "FAILED", "failed_by": "reconciler", tables.PENDING_SINCE: OLD}, Action.NOTIFY),
+        ({"status": "FAILED", tables.PENDING_SINCE: OLD}, Action.SKIP),
     ],
 )
 def test_decide(record, expected):
-    assert decide(record, cutoff="2026-01-01T00:05:00.000Z", max_requeues=3) is expected
+    assert decide(record, LIMITS) is expected
+
+
+def test_a_record_pending_for_exactly_one_schedule_period_is_stale_despite_jitter(pipeline):
+    """The schedule's period equals the stale bound: the run one period later must see the record."""
+    from tap_pipeline.settings import reconciler_settings
+
+    now = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    record = {"status": "RECEIVED", tables.PENDING_SINCE: "2026-01-01T00:00:00.500Z", "timestamp": OLD}
+    assert decide(record, reconcile.bounds(reconciler_settings(), now)) is Action.REQUEUE
+
+
+def test_a_run_stops_starting_records_when_its_invocation_is_nearly_over(pipeline, lost_enqueue):
+    for n in range(3):
+        _received(pipeline, f"time-{n}")
+    budget = iter([60_000, 60_000, 60_000, 9_000, 9_000])  # the start, two records, then too little
+
+    result = reconcile.run(now=datetime.now(UTC) + STALE, remaining_ms=lambda: next(budget))
+
+    assert result.out_of_time and result.actions[Action.REQUEUE] == 2
+    assert reconcile.run(now=datetime.now(UTC) + STALE).actions[Action.REQUEUE] == 1

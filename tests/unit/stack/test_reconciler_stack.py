@@ -32,7 +32,7 @@ def test_eventbridge_scheduler_invokes_the_reconciler_every_five_minutes_through
     assert inputs["scheduleExpression"] == "rate(5 minutes)"
     assert inputs["flexibleTimeWindow"] == {"mode": "OFF"}
     assert inputs["state"] == "ENABLED"
-    assert inputs["kmsKeyArn"] == key_arn
+    assert "kmsKeyArn" not in inputs  # no payload: a customer key would protect nothing
     target = inputs["target"]
     assert target["arn"] == reconciler.state["arn"]
     assert target["deadLetterConfig"] == {"arn": async_dlq}
@@ -52,6 +52,8 @@ def test_eventbridge_scheduler_invokes_the_reconciler_every_five_minutes_through
         ("kms:Decrypt", key_arn),
         ("kms:GenerateDataKey", key_arn),
     }
+    (kms,) = [s for s in statements_of(policy) if "kms:Decrypt" in as_list(s["Action"])]
+    assert kms["Condition"] == {"StringEquals": {"kms:ViaService": "sqs.us-east-2.amazonaws.com"}}
     assert graph.waits_for(schedule, policy)
 
 
@@ -68,8 +70,15 @@ def test_the_schedule_and_the_stale_bounds_follow_config():
     assert variables["STALE_RECEIVED_AFTER_SECONDS"] == "120"
     assert variables["RECONCILER_MAX_REQUEUES"] == "5"
     assert variables["RECONCILER_BATCH_LIMIT"] == "200"
+    # Failing waits for the last re-enqueue (6 x 120 s) and its whole queue budget (5 x 300 s).
+    assert variables["STALE_RECEIVED_FAIL_AFTER_SECONDS"] == str(6 * 120 + 5 * 300)
     alarm = graph.one(ALARM, "stale-received-records-alarm").inputs
     assert alarm["metricQueries"][0]["metric"]["period"] == 60
+
+
+def test_by_default_a_record_is_failed_45_minutes_after_it_was_received(graph):
+    variables = graph.one(FUNCTION, "reconciler-function").inputs["environment"]["variables"]
+    assert variables["STALE_RECEIVED_FAIL_AFTER_SECONDS"] == "2700"
 
 
 def test_stale_received_records_in_two_runs_in_a_row_or_no_run_at_all_page_ops(graph):
