@@ -9,7 +9,7 @@ import runpy
 import pulumi
 import pytest
 
-from lib.config import ConfigError, load_settings
+from lib.config import ConfigError, StackSettings, load_settings
 from lib.graph import AwsLikeAnswers, StackGraph, evaluate
 from lib.packaging import REPO_ROOT
 from tap_testing.stack import fake_built_layer
@@ -251,3 +251,10 @@ def test_f11_entry_point_exports_each_output_exactly_once(monkeypatch, built_lay
     assert graph.outputs
     assert dict(exported) == dict.fromkeys(graph.outputs, 1)
     assert graph.outputs["environment_suffix"] == "entry"
+
+
+def test_a_reconciler_schedule_beyond_what_its_alarm_can_evaluate_is_refused():
+    with pytest.raises(ConfigError, match=r"reconcilerScheduleMinutes 721 is above 720"):
+        StackSettings(
+            environment_suffix="dev", region="us-east-2", alert_email="", reconciler_schedule_minutes=721
+        )
