@@ -15,3 +15,9 @@ INTERNAL_ERROR = "InternalError"
 RECORD_PROCESSING_FAILED = "RecordProcessingFailed"
 RECORD_PROCESSING_SUCCEEDED = "RecordProcessingSucceeded"
 """Per SQS record of the two consumers; partial batch failures never reach Lambda's ``Errors``."""
+
+KEY_ROTATION_FAILED = "KeyRotationFailed"
+"""A step of the card-fingerprint key rotation failed (Secrets Manager records the rotation as failed)."""
+
+KEY_ROTATED = "KeyRotated"
+"""A card-fingerprint key rotation finished (AWSCURRENT moved to the new key ring)."""

@@ -1,4 +1,4 @@
-"""Environment configuration for the three functions.
+"""Environment configuration for the functions.
 
 The stack (``lib/``) and this package meet only through the variables that
 :mod:`tap_contract.environment` declares per function (and ``docs/function-contract.md`` lists); a
@@ -35,6 +35,17 @@ def _positive_int(name: str) -> int:
         raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from None
     if value < 1:
         raise ConfigurationError(f"environment variable {name} must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(name: str) -> int:
+    raw = _text(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"environment variable {name} must be >= 0, got {value}")
     return value
 
 
@@ -78,6 +89,15 @@ class FailedHandlerSettings:
     ops_alert_topic_arn: str
     # A FLAGGED transaction whose message dead-lettered may still owe its fraud alert.
     fraud_alert_topic_arn: str
+
+
+@dataclass(frozen=True)
+class KeyRotationSettings:
+    """The card-fingerprint key's rotation function: the one secret it may rotate, and how far
+    ahead of its writing a new key takes over (see tap_contract.card_keys)."""
+
+    card_fingerprint_secret_arn: str
+    switch_delay_seconds: int
 
 
 def _common() -> CommonSettings:
@@ -130,6 +150,16 @@ def failed_handler_settings() -> FailedHandlerSettings:
 
 
 @cache
+def key_rotation_settings() -> KeyRotationSettings:
+    from tap_contract.card_keys import SWITCH_DELAY_VARIABLE
+
+    return KeyRotationSettings(
+        card_fingerprint_secret_arn=_text("CARD_FINGERPRINT_SECRET_ARN"),
+        switch_delay_seconds=_non_negative_int(SWITCH_DELAY_VARIABLE),
+    )
+
+
+@cache
 def merchant_settings() -> MerchantSettings:
     """The merchant-table variables the validator and the fraud detector both have."""
     return _merchants()
@@ -147,6 +177,7 @@ def clear_cache() -> None:
         validator_settings,
         fraud_detector_settings,
         failed_handler_settings,
+        key_rotation_settings,
         merchant_settings,
         common_settings,
     ):
