@@ -11,6 +11,7 @@ LOADERS = {
     "validator": settings.validator_settings,
     "fraud-detector": settings.fraud_detector_settings,
     "failed-handler": settings.failed_handler_settings,
+    "key-rotation": settings.key_rotation_settings,
 }
 
 

@@ -285,16 +285,17 @@ def test_c1_subnets_use_only_regular_zones_never_a_local_or_wavelength_zone(grap
 
 def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
     roles = {f["role"] for f in functions(graph).values()}
-    assert len(roles) == 3
+    assert len(roles) == 4
     validator = role_statements(graph, "validator")
     fraud = role_statements(graph, "fraud-detector")
     failed = role_statements(graph, "failed-handler")
+    rotation = role_statements(graph, "key-rotation")
     fraud_topic = graph.one(TOPIC, "fraud-alert-topic").state["arn"]
     ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
     # Each function publishes only where it must.
     assert grants(fraud, "sns:Publish", fraud_topic) and not grants(validator, "sns:Publish", fraud_topic)
     assert grants(failed, "sns:Publish", ops_topic) and not grants(fraud, "sns:Publish", ops_topic)
-    for statements in (validator, fraud, failed):
+    for statements in (validator, fraud, failed, rotation):
         for statement in statements:
             assert "*" not in as_list(statement["Action"])
             if "*" in as_list(statement["Resource"]) and statement["Effect"] == "Allow":
@@ -455,6 +456,18 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
         lambda_errors = queries["errors"]["metric"]
         assert (lambda_errors["namespace"], lambda_errors["metricName"]) == ("AWS/Lambda", "Errors")
         assert lambda_errors["dimensions"] == {"FunctionName": function["name"]}
+        if key == "key-rotation":
+            # Every failed rotation step raises (so Secrets Manager sees it): Lambda's count is all.
+            assert "handled" not in queries
+
+            def raised_rate(queries=queries, **datapoints):
+                return evaluate_alarm_math(queries, datapoints)
+
+            assert raised_rate(invocations=4, errors=1) == 25.0  # one failed step of a rotation pages
+            assert raised_rate(invocations=4, errors=None) == 0.0
+            assert raised_rate() in (0, None)
+            assert alarm["treatMissingData"] == "notBreaching"
+            continue
         # Failures the code handles itself are read where the function's Powertools metrics land.
         handled = queries["handled"]["metric"]
         variables = function["environment"]["variables"]
@@ -480,7 +493,7 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
 
 
 def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
-    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5}
+    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5, "key-rotation": 1}
     for key, function in functions(graph).items():
         assert function["memorySize"] == 512
         assert function["timeout"] == 60
@@ -511,7 +524,7 @@ def test_reserved_concurrency_of_the_consumers_follows_config():
         failed_handler_reserved_concurrency=3,
     )
     reserved = {key: f["reservedConcurrentExecutions"] for key, f in functions(graph).items()}
-    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3}
+    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3, "key-rotation": 1}
 
 
 @pytest.mark.parametrize(
