@@ -72,6 +72,7 @@ def _rotate_secret(
         secret.next_rotation_date = int(time.time()) + int(days) * 86400
     secret.rotation_lambda_arn = function_arn
     secret.rotation_enabled = True
+    secret.rotation_requested = True  # moto describes the rotation only once this is set
     if not rotate_immediately:
         return secret.to_short_dict(include_version_id=False)
     token = client_request_token or str(uuid.uuid4())

@@ -59,7 +59,13 @@ class RingKey:
 
 
 def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def whole_millisecond_after(at: datetime) -> datetime:
+    """``at`` rounded up to the millisecond (the precision the ring stores): never earlier."""
+    extra = at.microsecond % 1000
+    return at if not extra else at + timedelta(microseconds=1000 - extra)
 
 
 def _parse_time(text: object) -> datetime:

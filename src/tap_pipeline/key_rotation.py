@@ -135,8 +135,11 @@ def _current_ring(store: SecretVersions) -> tuple[str, KeyRing]:
 
 def next_ring(ring: KeyRing, key: bytes, now: datetime, switch_delay: timedelta) -> KeyRing:
     """``ring`` without keys past :data:`KEY_RETENTION`, plus ``key`` primary from ``now + switch_delay``
-    (or just after the newest key, if that one has not taken over yet), in whole seconds as stored."""
-    use_from = max((now + switch_delay).replace(microsecond=0), ring.newest.use_from + timedelta(seconds=1))
+    (or just after the newest key, if that one has not taken over yet), in whole milliseconds as
+    stored, rounded up: a switch is never earlier than the delay, so never before the rotation."""
+    use_from = max(
+        card.whole_millisecond_after(now + switch_delay), ring.newest.use_from + timedelta(milliseconds=1)
+    )
     return ring.pruned(now, KEY_RETENTION).rotated(key, use_from)
 
 
@@ -223,4 +226,4 @@ def finish(store: SecretVersions, token: str, metadata: dict[str, object]) -> St
 
 
 def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

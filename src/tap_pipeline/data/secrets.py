@@ -37,7 +37,9 @@ def _provider() -> SecretsProvider:
 def key_ring() -> KeyRing:
     """Every card-fingerprint key in use (cached by Powertools for ``KEY_CACHE_SECONDS``)."""
     arn = validator_settings().card_fingerprint_secret_arn
-    raw = _provider().get(arn, max_age=KEY_CACHE_SECONDS)
+    # AWSCURRENT named explicitly (AWS's default anyway): moto does not move its default version
+    # when a rotation moves the label, and the rotation function reads stages explicitly too.
+    raw = _provider().get(arn, max_age=KEY_CACHE_SECONDS, VersionStage="AWSCURRENT")
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
         return KeyRing.parse(text)
