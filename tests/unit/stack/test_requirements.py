@@ -1023,7 +1023,8 @@ def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
         "transaction-queue-oldest-message-age-alarm",
         "api-5xx-rate-alarm",
         "api-p99-latency-alarm",
-        *(f"{k}-throttles-alarm" for k in ("validator", "fraud-detector", "failed-handler")),
+        *(f"{k}-throttles-alarm" for k in ("validator", "fraud-detector", "failed-handler", "key-rotation")),
+        "key-rotation-failed-alarm",
         *(
             f"{t}-throttles-alarm"
             for t in ("merchant-config-table", "transactions-table", "fraud-state-table")
