@@ -37,6 +37,7 @@ def _banner(pipeline: LocalPipeline) -> str:
             f"       -d '{outputs['sample_transaction']}'",
             f"  curl -sS '{outputs['api_url']}/<transaction_id>' -H 'x-api-key: {outputs['api_key_value']}'",
             "  Alerts (email goes to a local outbox): make outbox   (or python -m tap_local outbox)",
+            "  Rotate the card-fingerprint key: make rotate-key   (or python -m tap_local rotate-key)",
             "",
             "Defined by the stack but run only in AWS: "
             + ", ".join(f"{name} x{count}" for name, count in sorted(aws_only.items())),
