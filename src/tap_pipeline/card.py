@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -205,10 +204,6 @@ def snapshot(
         key_version=primary.version,
         lookback_fingerprints=tuple(fingerprint(k.key, kind, value) for k in ring.lookback_at(at, lookback)),
     )
-
-
-def versions(keys: Iterable[RingKey]) -> list[str]:
-    return [k.version for k in keys]
 
 
 def fingerprint(key: bytes, kind: str, value: str) -> str:
