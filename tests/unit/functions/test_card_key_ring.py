@@ -157,3 +157,19 @@ def test_key_versions_are_stable_and_reveal_nothing_of_the_fingerprint():
     assert card.key_version(key(1)) == card.key_version(key(1)) != card.key_version(key(2))
     assert len(card.key_version(key(1))) == 12
     assert card.key_version(key(1)) not in card.fingerprint(key(1), "pan", "4111111111111111")
+
+
+def test_messages_from_before_key_rotation_still_parse_with_no_version_and_no_lookback():
+    from tap_contract.messages import TransactionMessage
+
+    old = {
+        "transaction_id": "t-1",
+        "timestamp": "2026-06-01T12:00:00.000Z",
+        "merchant_id": "m",
+        "merchant_shard": "m#0",
+        "amount": "25.00",
+        "currency": "USD",
+        "card": {"fingerprint": "ab" * 32, "kind": "pan", "bin": "411111", "last4": "1111"},
+    }
+    message = TransactionMessage.model_validate(old)
+    assert message.card.key_version == "" and message.card.lookback_fingerprints == ()

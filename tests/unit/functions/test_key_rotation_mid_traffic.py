@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
 
 from tap_contract import tables
 from tap_contract.messages import TransactionMessage
 from tap_pipeline.data import fraud_state, secrets
-from tap_testing.backend import transaction
+from tap_testing.backend import apply_environment, build_pipeline, clear_package_caches, transaction
 from tap_testing.rotation import rotate_key, rotation_enabled
 
 AMOUNTS = ["21.00", "22.00", "23.00", "24.00", "25.00", "26.00", "27.00"]
@@ -29,8 +32,8 @@ def rotating(pipeline):
         yield pipeline
 
 
-def use_card(pipe, index: int) -> dict:
-    body = transaction(transaction_id=f"mid-{index}", amount=AMOUNTS[index])
+def use_card(pipe, index: int, transaction_id: str | None = None) -> dict:
+    body = transaction(transaction_id=transaction_id or f"mid-{index}", amount=AMOUNTS[index])
     response = pipe.post(body)
     assert response["statusCode"] == 202, response["json"]
     messages = pipe.drain(pipe.queue_url)
@@ -184,3 +187,38 @@ def test_a_re_enqueued_received_record_carries_the_same_fingerprints(rotating, m
     record = pipe.record("mid-requeue")
     assert message["card"]["key_version"] == record["card_key_version"]
     assert message["card"]["lookback_fingerprints"] == record["card_lookback_fingerprints"] != []
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=st.integers(min_value=1, max_value=4),
+    between=st.integers(min_value=0, max_value=3),
+    after=st.integers(min_value=1, max_value=4),
+)
+def test_counts_are_continuous_across_one_or_two_rotations(before, between, after):
+    """Any split of a card's uses around one rotation, or two (the second within the hour, so the
+    detector merges three fingerprints): the n-th use always counts n, each event stored once."""
+    with pytest.MonkeyPatch.context() as patch:
+        apply_environment(patch.setenv)
+        with mock_aws():
+            pipe = build_pipeline(patch.setenv)
+            with rotation_enabled(pipe):
+                plan = ["use"] * before + ["rotate"] + ["use"] * between
+                plan += (["rotate"] if between else []) + ["use"] * after
+                uses = 0
+                for action in plan:
+                    if action == "rotate":
+                        rotate_key(pipe)
+                        secrets.clear_cache()
+                        continue
+                    message = use_card(pipe, uses % len(AMOUNTS), transaction_id=f"prop-{uses}")
+                    uses += 1
+                    record = pipe.record(message["transaction_id"])
+                    assert int(record["features"]["card_count_hour"]) == uses
+                rotations = plan.count("rotate")
+                assert len(message["card"]["lookback_fingerprints"]) == rotations
+                events = card_events(pipe)
+                assert sorted(t for ids in events.values() for t in ids) == sorted(
+                    f"prop-{i}" for i in range(uses)
+                )
+            clear_package_caches()
