@@ -173,3 +173,36 @@ def test_messages_from_before_key_rotation_still_parse_with_no_version_and_no_lo
     }
     message = TransactionMessage.model_validate(old)
     assert message.card.key_version == "" and message.card.lookback_fingerprints == ()
+
+
+@given(
+    rotated_at=st.integers(min_value=0, max_value=10_000),
+    loaded_before=st.integers(min_value=0, max_value=10_000),
+    later=st.integers(min_value=0, max_value=299),
+)
+def test_with_the_stack_switch_delay_stale_and_fresh_containers_agree_on_the_key(
+    rotated_at, loaded_before, later
+):
+    """Why the new key waits SWITCH_DELAY_SECONDS: a container that read the ring before the
+    rotation keeps it for up to KEY_CACHE_SECONDS, and in that time it must pick the same key as a
+    container holding the new ring, for every transaction."""
+    from tap_contract.card_keys import KEY_CACHE_SECONDS, SWITCH_DELAY_SECONDS
+    from tap_pipeline.key_rotation import next_ring
+
+    old = ring(-100_000)
+    rotation = T0 + timedelta(seconds=rotated_at)
+    new = next_ring(old, key(7), rotation, timedelta(seconds=SWITCH_DELAY_SECONDS))
+    loaded = rotation - timedelta(seconds=loaded_before)  # when the stale container read the ring
+    moment = max(rotation, loaded) + timedelta(seconds=later)
+    assert later < KEY_CACHE_SECONDS
+    if moment < loaded + timedelta(seconds=KEY_CACHE_SECONDS):  # the stale ring is still in use
+        assert old.primary_at(moment) == new.primary_at(moment)
+
+
+def test_without_a_switch_delay_a_stale_container_would_pick_the_old_key():
+    from tap_pipeline.key_rotation import next_ring
+
+    old = ring(-100_000)
+    new = next_ring(old, key(7), T0, timedelta(0))
+    moment = T0 + timedelta(seconds=1)  # a container that read the ring a minute ago still has `old`
+    assert old.primary_at(moment) != new.primary_at(moment)
