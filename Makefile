@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 RUN := PYTHONPATH=src:. $(BIN)/python
 
-.PHONY: test lint typecheck unit integration local demo outbox redrive backtest policy layer bench soak resilience fraud-eval install clean
+.PHONY: test lint typecheck unit integration local demo outbox redrive backtest rotate-key policy layer bench soak resilience fraud-eval install clean
 
 $(STAMP): requirements/dev.txt requirements/functions.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ outbox: $(STAMP)
 # Replay dead letters of a running `make local`: FROM=parking (default) or transaction-dlq.
 redrive: $(STAMP)
 	$(RUN) -m tap_local redrive --from $(or $(FROM),parking)
+
+# Rotate the card-fingerprint key of a running `make local` (Secrets Manager's four rotation steps,
+# run by the stack's rotation function); SWITCH_DELAY=<seconds> shortens the 10-minute switch delay.
+rotate-key: $(STAMP)
+	$(RUN) -m tap_local rotate-key $(if $(SWITCH_DELAY),--switch-delay $(SWITCH_DELAY),)
 
 # Re-score a merchant's recorded transactions under proposed rules; writes nothing. E.g.
 # make backtest MERCHANT=test-merchant-001 OVERRIDES='{"velocity_1m": {"threshold": 3}}' [THRESHOLD=40]

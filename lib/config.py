@@ -57,6 +57,13 @@ class StackSettings:
     reconciler_max_requeues: int = 3
     reconciler_batch_limit: int = 1000
     card_fingerprint_secret_arn: str | None = None
+    # The card-fingerprint key's rotation (PCI DSS 3.6/3.7; README "Rotating the card-fingerprint
+    # key"): every 90 days by default, a cryptoperiod of one quarter. Each rotation costs one extra
+    # fingerprint per request and one extra card-history Query per message for the hour after the
+    # switch, and nothing else, so the period is a security choice, not a cost one. One rotation
+    # runs at a time, so the function reserves 1.
+    card_key_rotation_days: int = 90
+    key_rotation_reserved_concurrency: int = 1
     # The built dependency layer (lib/layer.py); the program packages it, never builds it.
     function_layer_dir: str = str(DEFAULT_LAYER_DIR)
     seed_test_merchant: bool = True
@@ -191,6 +198,10 @@ def load_settings() -> StackSettings:
         ),
         reconciler_batch_limit=optional_int(config, "reconcilerBatchLimit", defaults.reconciler_batch_limit),
         card_fingerprint_secret_arn=config.get("cardFingerprintSecretArn"),
+        card_key_rotation_days=optional_int(config, "cardKeyRotationDays", defaults.card_key_rotation_days),
+        key_rotation_reserved_concurrency=optional_int(
+            config, "keyRotationReservedConcurrency", defaults.key_rotation_reserved_concurrency
+        ),
         function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
         manage_api_gateway_account=config.get_bool("manageApiGatewayAccount") is not False,
@@ -216,6 +227,12 @@ INT_MINIMUMS: dict[str, tuple[int, str]] = {
     ),
     "reconcilerMaxRequeues": (1, "0 would FAIL a stale record without ever re-enqueueing it"),
     "reconcilerBatchLimit": (1, "0 would handle nothing"),
+    "cardKeyRotationDays": (1, "the shortest automatic rotation interval Secrets Manager accepts"),
+    "keyRotationReservedConcurrency": (1, "0 would stop every rotation of the card-fingerprint key"),
+}
+# The greatest value AWS accepts, for the keys that have one.
+INT_MAXIMUMS: dict[str, tuple[int, str]] = {
+    "cardKeyRotationDays": (1000, "the longest automatic rotation interval Secrets Manager accepts"),
 }
 
 
@@ -228,6 +245,13 @@ def optional_int(config: pulumi.Config, key: str, default: int) -> int:
     if value < minimum:
         raise ConfigError(
             f"{key} {value} is invalid: the least value is {minimum} ({meaning}). "
+            f"Set it with: pulumi config set {key} <n>, or remove it for the default {default}: "
+            f"pulumi config rm {key}"
+        )
+    if key in INT_MAXIMUMS and value > INT_MAXIMUMS[key][0]:
+        maximum, meaning = INT_MAXIMUMS[key]
+        raise ConfigError(
+            f"{key} {value} is invalid: the greatest value is {maximum} ({meaning}). "
             f"Set it with: pulumi config set {key} <n>, or remove it for the default {default}: "
             f"pulumi config rm {key}"
         )

@@ -41,13 +41,17 @@ FIXED_RESERVATIONS = {"reconciler (fixed)": RECONCILER_RESERVED_CONCURRENCY}
 
 
 def reserved_concurrency(settings: StackSettings) -> dict[str, int]:
-    """What each function reserves, by the config key that sets it (fixed ones by their function)."""
-    return {
+    """What each function reserves, by the config key that sets it (fixed ones by their function; the
+    key-rotation function exists only when the stack creates the card-fingerprint secret itself)."""
+    reservations = {
         "validatorReservedConcurrency": settings.validator_reserved_concurrency,
         "fraudDetectorReservedConcurrency": settings.fraud_detector_reserved_concurrency,
         "failedHandlerReservedConcurrency": settings.failed_handler_reserved_concurrency,
         **FIXED_RESERVATIONS,
     }
+    if not settings.card_fingerprint_secret_arn:
+        reservations["keyRotationReservedConcurrency"] = settings.key_rotation_reserved_concurrency
+    return reservations
 
 
 def concurrency_quota_problem(quota: float, reservations: Mapping[str, int], region: str) -> str | None:

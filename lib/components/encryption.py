@@ -132,10 +132,15 @@ class Encryption(TaggedComponent):
             tags=self.tags("card-fingerprint-key"),
             opts=self.child_opts,
         )
-        aws.secretsmanager.SecretVersion(
+        # The first key only: from then on the rotation function (lib/components/functions.py) owns
+        # the value, a ring of versioned keys (tap_contract.card_keys). Writing a new first value
+        # would replace the whole ring with one key and change every fingerprint at once, so a
+        # change of the generated material is ignored rather than deployed.
+        version = aws.secretsmanager.SecretVersion(
             "card-fingerprint-secret-value",
             secret_id=secret.id,
             secret_string=key_material.result,
-            opts=self.child_opts,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
         )
-        return secret.arn
+        # Users of the ARN (the functions, the rotation) wait until the secret has its value.
+        return pulumi.Output.all(secret.arn, version.id).apply(lambda resolved: str(resolved[0]))

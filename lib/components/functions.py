@@ -1,5 +1,9 @@
 """The Lambda functions, their roles, log groups and SQS triggers (P2, P4, P6, P7, C5, C7, F14, F20).
 
+Validator, fraud detector, failed handler, reconciler (its schedule: lib/components/schedule.py),
+and the card-fingerprint key's rotation function (with its Secrets Manager rotation schedule and
+invoke permission).
+
 Each function gets its own role whose policy names exactly the tables, queues, topics and key it
 uses (C2). Log groups are created here, not by Lambda, so they have 30-day retention and the stack's
 key (P7, C3). Each function's environment is exactly what the contract (tap_contract.environment)
@@ -30,10 +34,12 @@ from lib.layer import TARGET_PYTHON, builds_runtime_bytecode, bytecode_problem, 
 from lib.packaging import function_code_archive
 from lib.quotas import RECONCILER_RESERVED_CONCURRENCY
 from tap_contract import metrics
+from tap_contract.card_keys import SWITCH_DELAY_SECONDS, SWITCH_DELAY_VARIABLE
 from tap_contract.environment import (
     FAILED_HANDLER,
     FRAUD_DETECTOR,
     HANDLERS,
+    KEY_ROTATION,
     RECONCILER,
     VALIDATOR,
     required_environment,
@@ -125,6 +131,7 @@ class Functions(TaggedComponent):
         self._warn_if_cold_starts_compile(ctx.settings.function_layer_dir)
 
         self.function_names: dict[str, str] = {key: ctx.name(key) for key in HANDLERS}
+        self.card_key_rotation: aws.secretsmanager.SecretRotation | None = None
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
         # Functions fed by an SQS event source mapping: their failures are per record (F15).
@@ -134,6 +141,8 @@ class Functions(TaggedComponent):
             self._function(spec)
 
         self.validator = self.functions[VALIDATOR]
+        if self.rotates_card_key:
+            self._rotate_card_key()
         self._sqs_trigger(
             FRAUD_DETECTOR,
             args.messaging.transaction_queue,
@@ -191,6 +200,7 @@ class Functions(TaggedComponent):
             "STALE_RECEIVED_FAIL_AFTER_SECONDS": str(stale_received_fail_after_seconds(settings)),
             "RECONCILER_MAX_REQUEUES": str(settings.reconciler_max_requeues),
             "RECONCILER_BATCH_LIMIT": str(settings.reconciler_batch_limit),
+            SWITCH_DELAY_VARIABLE: str(SWITCH_DELAY_SECONDS),
         }
 
     def _environment(self, key: str) -> dict[str, pulumi.Input[str]]:
@@ -200,12 +210,69 @@ class Functions(TaggedComponent):
         return {name: values[name] for name in sorted(required_environment(key))}
 
     def _specs(self) -> list[FunctionSpec]:
-        return [
+        specs = [
             self._validator_spec(),
             self._fraud_detector_spec(),
             self._failed_handler_spec(),
             self._reconciler_spec(),
         ]
+        if self.rotates_card_key:
+            specs.append(self._key_rotation_spec())
+        return specs
+
+    @property
+    def rotates_card_key(self) -> bool:
+        """The stack rotates the card-fingerprint key it creates; a secret named in config
+        (``cardFingerprintSecretArn``, e.g. shared by several stacks) is rotated by its owner, since
+        a secret has one rotation configuration and several stacks would fight over it."""
+        return not self._args.context.settings.card_fingerprint_secret_arn
+
+    def _key_rotation_spec(self) -> FunctionSpec:
+        secret_arn = self._args.card_fingerprint_secret_arn
+        return FunctionSpec(
+            key=KEY_ROTATION,
+            handler=HANDLERS[KEY_ROTATION],
+            description="Rotates the card-fingerprint HMAC key (Secrets Manager rotation function)",
+            # Exactly the calls of the four rotation steps, on the one secret: describe it, read
+            # AWSCURRENT and AWSPENDING, write AWSPENDING, move AWSCURRENT. The secret's data key
+            # is used only through Secrets Manager (kms_services).
+            statements=[
+                iam.allow(
+                    "RotateCardFingerprintKey",
+                    [
+                        "secretsmanager:DescribeSecret",
+                        "secretsmanager:GetSecretValue",
+                        "secretsmanager:PutSecretValue",
+                        "secretsmanager:UpdateSecretVersionStage",
+                    ],
+                    [secret_arn],
+                ),
+            ],
+            kms_services=["secretsmanager"],
+            reserved_concurrency=self._args.context.settings.key_rotation_reserved_concurrency,
+        )
+
+    def _rotate_card_key(self) -> None:
+        """Secrets Manager may invoke the rotation function for this secret only, from this account,
+        and rotates the secret every ``cardKeyRotationDays`` (and once when the rotation is created)."""
+        args, ctx = self._args, self._args.context
+        function = self.functions[KEY_ROTATION]
+        permission = aws.lambda_.Permission(
+            "key-rotation-invoke-permission",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="secretsmanager.amazonaws.com",
+            source_arn=args.card_fingerprint_secret_arn,
+            source_account=ctx.account_id,
+            opts=self.child_opts,
+        )
+        self.card_key_rotation = aws.secretsmanager.SecretRotation(
+            "card-fingerprint-secret-rotation",
+            secret_id=args.card_fingerprint_secret_arn,
+            rotation_lambda_arn=function.arn,
+            rotation_rules={"automatically_after_days": ctx.settings.card_key_rotation_days},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, function]),
+        )
 
     def _validator_spec(self) -> FunctionSpec:
         args = self._args

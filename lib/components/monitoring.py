@@ -20,11 +20,13 @@ import pulumi_aws as aws
 
 from lib.components.base import AwsContext, TaggedComponent
 from tap_contract import metrics
-from tap_contract.environment import RECONCILER, VALIDATOR
+from tap_contract.environment import KEY_ROTATION, RECONCILER, VALIDATOR
 
 ERROR_RATE_THRESHOLD_PERCENT = 1.0  # C6
 # Failures: invocations that raised (Lambda) plus those the code handled (its own metric).
 FAILURES_EXPRESSION = "FILL(errors, 0) + FILL(handled, 0)"
+# A function whose failures all raise (the key rotation): Lambda's count is the whole story.
+RAISED_FAILURES_EXPRESSION = "FILL(errors, 0)"
 # The validator: per invocation.
 ERROR_RATE_EXPRESSION = "IF(invocations > 0, 100 * failed / invocations, 0)"
 # An SQS consumer: per record, a failed invocation counting as one failed record.
@@ -124,6 +126,8 @@ class Monitoring(TaggedComponent):
                 threshold=0,
                 single_metric=("AWS/Lambda", "Throttles", dims, "Sum"),
             )
+        if KEY_ROTATION in args.function_names:
+            self._key_rotation_failed_alarm()
         for key, queue_name in args.dead_letter_queue_names.items():
             self._alarm(
                 f"{key}-depth",
@@ -251,8 +255,8 @@ class Monitoring(TaggedComponent):
         consumer = key in self._args.queue_consumers
         handled = RECORD_FAILURE_METRIC if consumer else HANDLED_FAILURE_METRIC.get(key)
         queries = [_metric("errors", "AWS/Lambda", "Errors", dims, "Sum")]
-        if handled is None:  # every failure of this function raises, so Lambda's Errors has them all
-            queries.append(_expression("failed", "FILL(errors, 0)", "Failures", return_data=False))
+        if handled is None:  # a function that handles no failure itself: every failure raises
+            queries.append(_expression("failed", RAISED_FAILURES_EXPRESSION, "Failures", return_data=False))
         else:
             queries += [
                 _metric("handled", namespace, handled, service, "Sum"),
@@ -272,6 +276,25 @@ class Monitoring(TaggedComponent):
             ]
         self._alarm(
             f"{key}-error-rate", description, threshold=ERROR_RATE_THRESHOLD_PERCENT, metric_queries=queries
+        )
+
+    def _key_rotation_failed_alarm(self) -> None:
+        """Any failed step of a card-fingerprint key rotation. Secrets Manager retries a failed
+        rotation, and the old key stays current meanwhile, so nothing breaks at once; but a key
+        that stops rotating, or a rotation left AWSPENDING, needs a person (README, Operations)."""
+        self._alarm(
+            "key-rotation-failed",
+            "card-fingerprint key rotation: a rotation step failed (the current key stays in use)",
+            threshold=0,
+            single_metric=(
+                self._args.metrics_namespace,
+                metrics.KEY_ROTATION_FAILED,
+                {"service": KEY_ROTATION},
+                "Sum",
+            ),
+            # Rotations are rare: one failed step is enough, and stays in view for five minutes.
+            evaluation_periods=5,
+            datapoints_to_alarm=1,
         )
 
     def _alarm(

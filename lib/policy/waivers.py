@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from lib.policy.controls import Violation
 from lib.policy.controls.dynamodb import TABLE
 from lib.policy.controls.ec2 import VPC
-from lib.policy.controls.secretsmanager import SECRETS_MANAGER_SECRET
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,5 @@ WAIVERS: tuple[Waiver, ...] = (
         VPC,
         "vpc",
         "nothing in the VPC calls the EC2 API (Lambda manages its ENIs from outside): cost, no benefit",
-    ),
-    Waiver(
-        "SecretsManager.1",
-        SECRETS_MANAGER_SECRET,
-        "card-fingerprint-secret",
-        "rotating the HMAC key changes every fingerprint and resets fraud history; needs versioned keys",
     ),
 )

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tap_contract.card_keys import SWITCH_DELAY_VARIABLE
+
 VALIDATOR = "validator"
 FRAUD_DETECTOR = "fraud-detector"
 FAILED_HANDLER = "failed-handler"
 RECONCILER = "reconciler"
+KEY_ROTATION = "key-rotation"
 
 HANDLERS: Mapping[str, str] = {
     VALIDATOR: "tap_pipeline.handlers.validator.handler",
     FRAUD_DETECTOR: "tap_pipeline.handlers.fraud_detector.handler",
     FAILED_HANDLER: "tap_pipeline.handlers.failed_handler.handler",
     RECONCILER: "tap_pipeline.handlers.reconciler.handler",
+    KEY_ROTATION: "tap_pipeline.handlers.key_rotation.handler",
 }
 """Each function's Lambda ``handler`` setting (the code asset holds ``tap_pipeline`` and this package)."""
 
@@ -70,12 +74,23 @@ FUNCTION_ENVIRONMENT: Mapping[str, frozenset[str]] = {
             "RECONCILER_BATCH_LIMIT",
         )
     ),
+    # Invoked by Secrets Manager only; it touches no table, so none of the common table names.
+    KEY_ROTATION: frozenset(
+        (
+            "POWERTOOLS_SERVICE_NAME",
+            "POWERTOOLS_METRICS_NAMESPACE",
+            "POWERTOOLS_LOG_LEVEL",
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+            "CARD_FINGERPRINT_SECRET_ARN",
+            SWITCH_DELAY_VARIABLE,
+        )
+    ),
 }
 """Per function (keyed by its ``POWERTOOLS_SERVICE_NAME``): every environment variable it needs."""
 
 
 def required_environment(function: str) -> frozenset[str]:
-    """The environment variable names ``function`` (one of :data:`HANDLERS`' keys) needs."""
+    """The environment variable names ``function`` (a key of :data:`HANDLERS`) needs."""
     try:
         return FUNCTION_ENVIRONMENT[function]
     except KeyError:

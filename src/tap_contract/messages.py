@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class CardSnapshot(BaseModel):
-    """The card as the pipeline carries it: keyed fingerprint, BIN and last 4 only."""
+    """The card as the pipeline carries it: keyed fingerprints, BIN and last 4 only."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -20,6 +20,12 @@ class CardSnapshot(BaseModel):
     kind: str
     bin: str | None = None
     last4: str | None = None
+    # Which ring key ``fingerprint`` is computed with ("" in messages from before key rotation).
+    key_version: str = ""
+    # The card's fingerprints under every other key that was primary within the card-history window
+    # (only in the hour after a key switch; empty otherwise): the detector reads the card's events
+    # under each, so its velocity, testing and duplicate counts run on across a rotation.
+    lookback_fingerprints: tuple[str, ...] = ()
 
 
 class TransactionMessage(BaseModel):

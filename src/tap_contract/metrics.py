@@ -22,3 +22,8 @@ at most its batch limit)."""
 
 RECONCILED = "ReconciledTransaction"
 """Per record the reconciler acted on, with dimension ``action`` (requeued / waiting / failed / notified)."""
+KEY_ROTATION_FAILED = "KeyRotationFailed"
+"""A step of the card-fingerprint key rotation failed (Secrets Manager records the rotation as failed)."""
+
+KEY_ROTATED = "KeyRotated"
+"""A card-fingerprint key rotation finished (AWSCURRENT moved to the new key ring)."""

@@ -1,4 +1,4 @@
-"""`python -m tap_local up | demo | outbox | redrive | backtest` — the local pipeline's command line."""
+"""`python -m tap_local up | demo | outbox | redrive | backtest | rotate-key`: the local pipeline's CLI."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def _banner(pipeline: LocalPipeline) -> str:
             f"       -d '{outputs['sample_transaction']}'",
             f"  curl -sS '{outputs['api_url']}/<transaction_id>' -H 'x-api-key: {outputs['api_key_value']}'",
             "  Alerts (email goes to a local outbox): make outbox   (or python -m tap_local outbox)",
+            "  Rotate the card-fingerprint key: make rotate-key   (or python -m tap_local rotate-key)",
             "",
             "Defined by the stack but run only in AWS: "
             + ", ".join(f"{name} x{count}" for name, count in sorted(aws_only.items())),
@@ -128,6 +129,30 @@ def backtest(args: argparse.Namespace) -> int:
     )
 
 
+def rotate_key(args: argparse.Namespace) -> int:
+    from tap_local.rotation import main as rotation_main
+
+    config = LocalConfig()
+    outputs = Path(args.outputs) if args.outputs else config.outputs_path
+    return rotation_main(outputs, config.workdir, args.switch_delay, args.endpoint_url)
+
+
+def _add_rotate_key(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="rotate the card-fingerprint key of the running pipeline (Secrets Manager's four steps)",
+    )
+    rotate.add_argument(
+        "--switch-delay",
+        type=int,
+        help="seconds until the new key takes over (default: the stack's, 600; below the validators' "
+        "300-second key cache, containers may briefly disagree on the key)",
+    )
+    rotate.add_argument("--endpoint-url", help="emulator URL (default: from the outputs file)")
+    rotate.add_argument("--outputs", help="outputs file of the running pipeline (default: TAP_LOCAL_OUTPUTS)")
+    rotate.set_defaults(run=rotate_key)
+
+
 def _add_backtest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = commands.add_parser(
         "backtest", help="re-score a merchant's transactions with proposed rule settings (writes nothing)"
@@ -168,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--limit", type=int, default=10_000, help="move at most this many messages")
     replay.set_defaults(run=redrive)
     _add_backtest(commands)
+    _add_rotate_key(commands)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run  # set by every subcommand's set_defaults
     return run(args)

@@ -203,6 +203,21 @@ def _secret_version(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     return {}
 
 
+def _secret_rotation(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
+    """The rotation schedule and function are recorded (rotation enabled), but no rotation starts:
+    the emulator cannot invoke the function; `python -m tap_local rotate-key` runs a rotation."""
+    rules = inputs.get("rotationRules") or {}
+    request: dict[str, Any] = {
+        "SecretId": inputs["secretId"],
+        "RotationLambdaARN": inputs["rotationLambdaArn"],
+        "RotateImmediately": False,
+    }
+    if rules.get("automaticallyAfterDays"):
+        request["RotationRules"] = {"AutomaticallyAfterDays": int(rules["automaticallyAfterDays"])}
+    answers.client("secretsmanager").rotate_secret(**request)
+    return {"id": inputs["secretId"]}
+
+
 def _log_group(answers: LocalAnswers, inputs: dict[str, Any]) -> State:
     logs = answers.client("logs")
     logs.create_log_group(logGroupName=inputs["name"])
@@ -226,5 +241,6 @@ _PROVISIONERS: dict[str, Callable[[LocalAnswers, dict[str, Any]], State]] = {
     "aws:kms/alias:Alias": _kms_alias,
     "aws:secretsmanager/secret:Secret": _secret,
     "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
+    "aws:secretsmanager/secretRotation:SecretRotation": _secret_rotation,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
 }

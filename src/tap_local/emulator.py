@@ -72,13 +72,15 @@ def serve(port: int, announce: Callable[[int], None]) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from waitress import create_server
 
-    from tap_local import moto_fixes
+    from tap_local import moto_fixes, moto_rotation
 
     # Without them a call's cost grows with what the emulator holds (see the package). "none" is
     # for bench/emulators.py, which measures moto as released against the corrected one.
     corrected = os.environ.get("TAP_LOCAL_MOTO_FIXES") != "none"
     if corrected:
         moto_fixes.install()
+    # Not a cost correction: without it the emulator cannot rotate a secret (tap_local.moto_rotation).
+    moto_rotation.install()
     app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
     if corrected:
         threading.Thread(target=_expire_items, args=(app,), name="ttl-expiry", daemon=True).start()

@@ -19,6 +19,7 @@ from tap_local.emulator import CREDENTIALS, Emulator
 from tap_local.faults import FaultPlan, FaultProxy
 from tap_local.gateway import ApiKeyPlan, LocalRestApi
 from tap_local.pollers import BatchOutcome, MappingSpec, SqsPoller
+from tap_local.rotation import FUNCTIONS_FILE
 from tap_local.schedules import ScheduleTimer, schedule_specs
 from tap_local.workers import FunctionSpec, FunctionWorkers, Invocation
 
@@ -243,6 +244,7 @@ class LocalPipeline:
             log_path = self.config.workdir / "logs" / f"{spec.name}.log"
             workers = FunctionWorkers(spec, environment, log_path, self.config.workers_per_function)
             self.workers[spec.name] = by_arn[spec.arn] = workers
+        self._write_function_specs()
         for function_arn, mapping in mapping_specs(self.graph):
             poller = SqsPoller(
                 mapping,
@@ -260,6 +262,14 @@ class LocalPipeline:
             timer = ScheduleTimer(schedule, by_arn[schedule.target_arn], self._log_scheduled_run)
             timer.start()
             self.timers.append(timer)
+
+    def _write_function_specs(self) -> None:
+        """What the stack defines for each function (names, handlers, environments: no secret), for
+        commands that run a function on demand against this pipeline (`tap_local rotate-key`)."""
+        assert self.graph is not None
+        specs = [dataclasses.asdict(spec) for spec in function_specs(self.graph)]
+        path = self.config.workdir / FUNCTIONS_FILE
+        path.write_text(json.dumps(specs, indent=2) + "\n")
 
     def _start_api(self) -> None:
         assert self.graph is not None

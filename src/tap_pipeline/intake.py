@@ -3,7 +3,9 @@
 Flow for a well-formed request (models already validated shape, card and amount precision):
 
 1. Merchant checks against the cached merchant configuration -> refused with a reason code.
-2. The card is replaced by its keyed fingerprint + BIN + last 4 (the PAN and CVV go no further).
+2. The card is replaced by its keyed fingerprint + BIN + last 4 (the PAN and CVV go no further),
+   computed with the ring key primary at the receive time, plus, in the hour after a key switch, its
+   fingerprints under the keys primary earlier in that hour (:func:`card_snapshot`).
 3. One ``TransactWriteItems`` writes the RECEIVED record together with its idempotency guard
    (see :meth:`TransactionStore.create_received` for why the guard makes Powertools idempotency
    unnecessary here) and the card event the fraud detector's card history is made of. A repeat
@@ -29,7 +31,7 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from typing import Any, TypeAlias
 
@@ -37,8 +39,9 @@ from tap_contract import money, queues
 from tap_contract.api import CardDisplay, ErrorCode, Status, TransactionRequest, TransactionView
 from tap_contract.messages import CardSnapshot, TransactionMessage
 from tap_pipeline import card
+from tap_pipeline.card import KeyRing
 from tap_pipeline.data import merchants, queue, secrets, transactions
-from tap_pipeline.data.fraud_state import card_event_put
+from tap_pipeline.data.fraud_state import HOUR, card_event_put
 from tap_pipeline.data.items import iso_millis, merchant_shard_key
 from tap_pipeline.data.merchants import MerchantConfig
 from tap_pipeline.data.transactions import AlreadyExists, ConcurrentRequest, message_from_record
@@ -110,11 +113,18 @@ def check_merchant(merchant: MerchantConfig | None, request: TransactionRequest)
         )
 
 
-def card_snapshot(request: TransactionRequest, key: bytes) -> CardSnapshot:
+# The detector's card-history window: fingerprints under keys primary within it travel with the card.
+HISTORY_WINDOW = timedelta(seconds=HOUR)
+
+
+def card_snapshot(request: TransactionRequest, ring: KeyRing, at: datetime) -> CardSnapshot:
+    """The card as fingerprinted at receive time ``at`` (primary key, plus the keys primary earlier
+    in the history window: only in the hour after a key switch)."""
     if request.card.token is not None:
-        return card.snapshot_of_token(key, request.card.token)
-    assert request.card.number is not None  # guaranteed by CardInput's validator
-    return card.snapshot_of_pan(key, request.card.number)
+        return card.snapshot(ring, at, HISTORY_WINDOW, "token", request.card.token)
+    number = request.card.number
+    assert number is not None  # guaranteed by CardInput's validator
+    return card.snapshot(ring, at, HISTORY_WINDOW, "pan", number, bin=number[:6], last4=number[-4:])
 
 
 def request_hash(request: TransactionRequest, reference: CardSnapshot, key: bytes) -> str:
@@ -169,9 +179,44 @@ def _enqueue(message: TransactionMessage) -> Outcome:
     return Accepted(message.transaction_id)
 
 
-def _replay(guard: dict[str, Any], digest: str) -> Outcome:
+def guard_digest(
+    request: TransactionRequest, guard: dict[str, Any], ring: KeyRing, at: datetime
+) -> str | None:
+    """The request's hash as the guard's own key computes it (None: that key left the ring).
+
+    A retry may arrive after a key switch: the guard keeps the version of the key its hash was
+    keyed with (``key_version``; guards from before rotation have none and were keyed with the key
+    primary at their record's time), and the retry is hashed again with that key and the card's
+    fingerprint under it, so an honest retry still matches.
+    """
+    version = str(guard.get("key_version") or "")
+    if version:
+        key = ring.by_version(version)
+    else:
+        key = ring.primary_at(datetime.fromisoformat(str(guard.get("record_timestamp") or at.isoformat())))
+    if key is None:
+        return None
+    reference = card_snapshot(request, KeyRing((key,)), at)
+    return request_hash(request, reference, key.key)
+
+
+def _replay(
+    guard: dict[str, Any], request: TransactionRequest, ring: KeyRing, digest: str, version: str, at: datetime
+) -> Outcome:
     """Answer a repeated transaction id: original answer, re-enqueue if still RECEIVED, or 409."""
     transaction_id = guard["transaction_id"]
+    if str(guard.get("key_version") or "") != version:
+        recomputed = guard_digest(request, guard, ring, at)
+        if recomputed is None:
+            # Keys stay in the ring longer than guards live (tap_pipeline.key_rotation.KEY_RETENTION),
+            # so only a hand-edited ring gets here; the retry cannot be verified, so it is refused.
+            logger.warning("repeated request keyed with a key no longer in the ring; refusing")
+            return Refused(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "transaction_id was used before and can no longer be verified; use a new transaction_id",
+                transaction_id,
+            )
+        digest = recomputed
     if not hmac.compare_digest(str(guard.get("request_hash", "")), digest):
         return Refused(
             ErrorCode.IDEMPOTENCY_KEY_REUSED,
@@ -193,9 +238,10 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     now = now or datetime.now(UTC)
     transaction_id = request.transaction_id or str(uuid.uuid4())
     logger.append_keys(transaction_id=transaction_id, merchant_id=request.merchant_id)
-    key = secrets.fingerprint_key()
-    reference = card_snapshot(request, key)
-    digest = request_hash(request, reference, key)
+    ring = secrets.key_ring()
+    primary = ring.primary_at(now)
+    reference = card_snapshot(request, ring, now)
+    digest = request_hash(request, reference, primary.key)
     try:
         check_merchant(merchants.directory().get(request.merchant_id), request)
     except Rejection as rejection:
@@ -204,7 +250,7 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
             # gets its original answer.
             guard = transactions.store().get_guard(request.transaction_id)
             if guard is not None:
-                return _replay(guard, digest)
+                return _replay(guard, request, ring, digest, primary.version, now)
         return Refused(rejection.code, rejection.message)
 
     message = build_message(request, reference, transaction_id, now)
@@ -212,14 +258,18 @@ def accept(request: TransactionRequest, now: datetime | None = None) -> Outcome:
     # every transaction received before this one, whatever order their messages are processed in.
     try:
         result = transactions.store().create_received(
-            message, digest, int(now.timestamp()), also_put=[card_event_put(message)]
+            message,
+            digest,
+            int(now.timestamp()),
+            also_put=[card_event_put(message)],
+            key_version=primary.version,
         )
     except ConcurrentRequest:
         return Refused(
             ErrorCode.REQUEST_IN_PROGRESS, "the same transaction_id is being processed; retry shortly"
         )
     if isinstance(result, AlreadyExists):
-        return _replay(result.guard, digest)
+        return _replay(result.guard, request, ring, digest, primary.version, now)
     return _enqueue(message)
 
 

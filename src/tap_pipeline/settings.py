@@ -38,6 +38,17 @@ def _positive_int(name: str) -> int:
     return value
 
 
+def _non_negative_int(name: str) -> int:
+    raw = _text(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"environment variable {name} must be >= 0, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class CommonSettings:
     environment_suffix: str
@@ -86,8 +97,7 @@ class ReconcilerSettings:
     transaction_queue_url: str
     ops_alert_topic_arn: str
     # A record RECEIVED (or last re-enqueued) longer ago than this is stale: its message was lost,
-    # never sent, or is far behind. After ``max_requeues`` re-enqueues and one more stale period
-    # without a verdict it is FAILED.
+    # never sent, or is far behind.
     stale_after_seconds: int
     # A record still RECEIVED this long after it was received is FAILED (the stack derives it so the
     # queue's own retries of every message sent for it are over first).
@@ -95,6 +105,15 @@ class ReconcilerSettings:
     max_requeues: int
     # Records handled per run at most, so one run stays bounded in time and in duplicate messages.
     batch_limit: int
+
+
+@dataclass(frozen=True)
+class KeyRotationSettings:
+    """The card-fingerprint key's rotation function: the one secret it may rotate, and how far
+    ahead of its writing a new key takes over (see tap_contract.card_keys)."""
+
+    card_fingerprint_secret_arn: str
+    switch_delay_seconds: int
 
 
 def _common() -> CommonSettings:
@@ -160,6 +179,16 @@ def reconciler_settings() -> ReconcilerSettings:
 
 
 @cache
+def key_rotation_settings() -> KeyRotationSettings:
+    from tap_contract.card_keys import SWITCH_DELAY_VARIABLE
+
+    return KeyRotationSettings(
+        card_fingerprint_secret_arn=_text("CARD_FINGERPRINT_SECRET_ARN"),
+        switch_delay_seconds=_non_negative_int(SWITCH_DELAY_VARIABLE),
+    )
+
+
+@cache
 def merchant_settings() -> MerchantSettings:
     """The merchant-table variables the validator and the fraud detector both have."""
     return _merchants()
@@ -178,6 +207,7 @@ def clear_cache() -> None:
         fraud_detector_settings,
         failed_handler_settings,
         reconciler_settings,
+        key_rotation_settings,
         merchant_settings,
         common_settings,
     ):

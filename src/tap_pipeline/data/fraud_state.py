@@ -13,7 +13,10 @@ which the detector happens to process messages:
   :data:`CARD_EVENT_TTL_SECONDS`. The detector reads the events of the card received *before* the
   transaction in the last hour with one strongly consistent ``Query`` (at most
   :data:`CARD_HISTORY_LIMIT` items) and derives velocity, card testing, duplicates and merchant
-  spread from them. Because every event is written before its transaction is even queued, and
+  spread from them. After a key rotation the card has a new fingerprint; for the hour after the
+  switch the message carries the old fingerprints too and the detector reads and merges each
+  (:meth:`FraudState.card_history`), so the history neither resets nor counts twice. Because every
+  event is written before its transaction is even queued, and
   only events earlier by receive time count, a transaction sees the same history whichever
   messages the detector processed before it: of a duplicate pair the later one is flagged, and the
   seventh use of a card counts six earlier ones, in any processing order.
@@ -146,14 +149,33 @@ class FraudState:
 
     @tracer.capture_method(capture_response=False)
     def card_history(self, message: TransactionMessage) -> list[CardEvent]:
-        """The card's events received before this transaction within the hour (newest first)."""
+        """The card's events received before this transaction within the hour (newest first).
+
+        One ``Query`` per fingerprint the message carries: its primary one, and in the hour after a
+        key switch also the fingerprints under the keys primary earlier in that hour. Each event
+        was written once, under the fingerprint primary when it was received, so the union is the
+        card's whole hour and no event is counted twice (merged newest first, one per transaction).
+        """
+        fingerprints = dict.fromkeys((message.card.fingerprint, *message.card.lookback_fingerprints))
         at = received_ms(message)
         own = event_sk(at, message.transaction_id)
+        items: dict[str, dict[str, Any]] = {}
+        for fingerprint in fingerprints:
+            for item in self._card_events(fingerprint, at, own):
+                items.setdefault(str(item[tables.FRAUD_STATE_SK]), item)
+        newest_first = sorted(items.items(), key=lambda pair: pair[0], reverse=True)
+        events = [CardEvent.from_item(item) for sk, item in newest_first if sk != own]
+        unique: dict[str, CardEvent] = {}
+        for event in events:
+            unique.setdefault(event.transaction_id, event)
+        return list(unique.values())[:CARD_HISTORY_LIMIT]
+
+    def _card_events(self, fingerprint: str, at: int, own: str) -> list[dict[str, Any]]:
         response = clients.dynamodb().query(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :own",
             ExpressionAttributeValues={
-                ":pk": card_pk(message.card.fingerprint),
+                ":pk": card_pk(fingerprint),
                 ":from": event_sk(at - HOUR * 1000, ""),
                 ":own": own,
             },
@@ -162,12 +184,8 @@ class FraudState:
             Limit=CARD_HISTORY_LIMIT + 1,
             ConsistentRead=True,
         )
-        events = [
-            CardEvent.from_item(item)
-            for item in response.get("Items", [])
-            if item[tables.FRAUD_STATE_SK] != own
-        ]
-        return events[:CARD_HISTORY_LIMIT]
+        items: list[dict[str, Any]] = response.get("Items", [])
+        return items
 
     def profile_keys(self, merchant_id: str, currency: str) -> list[dict[str, str]]:
         return [profile_key(merchant_id, currency, shard) for shard in [*range(self.shards), "seed"]]

@@ -62,6 +62,10 @@ def record_item(message: TransactionMessage) -> dict[str, Any]:
         "card_fingerprint": message.card.fingerprint,
         "card_kind": message.card.kind,
     }
+    if message.card.key_version:
+        item["card_key_version"] = message.card.key_version
+    if message.card.lookback_fingerprints:
+        item["card_lookback_fingerprints"] = list(message.card.lookback_fingerprints)
     optional = {
         "card_bin": message.card.bin,
         "card_last4": message.card.last4,
@@ -89,6 +93,8 @@ def message_from_record(item: dict[str, Any]) -> TransactionMessage:
             "kind": item.get("card_kind", "pan"),
             "bin": item.get("card_bin"),
             "last4": item.get("card_last4"),
+            "key_version": item.get("card_key_version", ""),
+            "lookback_fingerprints": tuple(item.get("card_lookback_fingerprints") or ()),
         },
         customer_id=item.get("customer_id"),
         country=item.get("country"),
@@ -132,6 +138,7 @@ class TransactionStore:
         request_hash: str,
         now_epoch: int,
         also_put: list[dict[str, Any]] | None = None,
+        key_version: str = "",
     ) -> Created | AlreadyExists:
         """Write the RECEIVED record and its idempotency guard atomically (one TransactWriteItems).
 
@@ -142,18 +149,21 @@ class TransactionStore:
         one request (instead of a Powertools idempotency put + update around the handler) and
         there is no window in which a record exists without its guard or vice versa. The guard
         keeps the keyed request hash (to refuse a reused id with a different body) and the
-        record's timestamp (to find the record on a retry).
+        record's timestamp (to find the record on a retry), and the version of the card key the
+        hash is keyed with (``key_version``), so a retry after a key rotation is hashed the same way.
 
         ``also_put`` adds unconditional ``Put`` entries (the card event of the fraud state) that
         must exist exactly when the record does.
         """
-        guard = {
+        guard: dict[str, Any] = {
             "id": guard_id(message.transaction_id),
             "transaction_id": message.transaction_id,
             "record_timestamp": message.timestamp,
             "request_hash": request_hash,
             "expiration": now_epoch + GUARD_RETENTION_SECONDS,
         }
+        if key_version:
+            guard["key_version"] = key_version
         client = clients.dynamodb()
         try:
             client.transact_write_items(

@@ -17,15 +17,17 @@ from typing import Any
 
 import pytest
 
-from tap_pipeline.data import clients, merchants
+from tap_pipeline.data import clients, merchants, secrets
 from tap_testing.backend import UnreachableSns, transaction
 from tap_testing.calls import observing_api_calls
+from tap_testing.rotation import rotate_key, rotation_enabled
 from tap_testing.stack import evaluate_stack, statements_of
 
 HANDLER_TO_FUNCTION = {
     "validator": "validator",
     "fraud_detector": "fraud-detector",
     "failed_handler": "failed-handler",
+    "key_rotation": "key-rotation",
 }
 # Granted although the workload does not call them, and why.
 NOT_CALLED_BY_THE_CODE = {
@@ -144,6 +146,11 @@ def run_every_main_path(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [alert["transaction_id"] for alert in pipeline.published(pipeline.fraud_capture_url)][
         -1
     ] == "lp-owed"
+    # A rotation of the card-fingerprint key (all four steps), then the validator on the new ring.
+    with rotation_enabled(pipeline):
+        assert rotate_key(pipeline).new_version
+    secrets.clear_cache()
+    assert pipeline.post(transaction(transaction_id="lp-after-rotation"))["statusCode"] == 202
 
 
 def granted(graph: Any, function: str, names: dict[str, str]) -> set[tuple[str, str]]:

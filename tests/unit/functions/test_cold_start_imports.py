@@ -40,6 +40,10 @@ AT_INIT = {
         "tap_pipeline.idempotency",
         "aws_lambda_powertools.utilities.idempotency",
     ),
+    "key_rotation": (
+        "tap_pipeline.key_rotation",
+        "tap_pipeline.data.secrets",
+    ),
     "failed_handler": (
         "tap_pipeline.failures",
         "tap_pipeline.idempotency",

@@ -113,6 +113,14 @@ def test_every_function_declares_its_environment():
         "OPS_ALERT_TOPIC_ARN",
         "FRAUD_ALERT_TOPIC_ARN",
     }
+    assert environment.required_environment("key-rotation") == {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+        "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+        "CARD_FINGERPRINT_SECRET_ARN",
+        "CARD_KEY_SWITCH_DELAY_SECONDS",
+    }
     with pytest.raises(ValueError, match="unknown function"):
         environment.required_environment("nope")
 
@@ -123,6 +131,7 @@ def test_every_function_declares_its_environment():
         ("validator", settings.validator_settings),
         ("fraud-detector", settings.fraud_detector_settings),
         ("failed-handler", settings.failed_handler_settings),
+        ("key-rotation", settings.key_rotation_settings),
     ],
 )
 def test_settings_read_exactly_the_declared_variables(monkeypatch, function, loader):

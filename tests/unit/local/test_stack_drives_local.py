@@ -98,3 +98,30 @@ def test_stop_leaves_no_process_or_port_behind(start_pipeline):
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
             probe.listen()
+
+
+def test_rotate_key_runs_the_stacks_rotation_function_against_the_running_pipeline(start_pipeline, capsys):
+    """`make rotate-key`: Secrets Manager's part in the emulator, the four steps in a sandbox of the
+    stack's rotation function; run twice, since a finished rotation must not block the next."""
+    from tap_local import rotation
+    from tap_pipeline.card import KeyRing
+
+    pipeline = start_pipeline()
+    secrets = pipeline.emulator.client("secretsmanager")
+    (secret,) = pipeline.graph.of_type("aws:secretsmanager/secret:Secret")
+    described = secrets.describe_secret(SecretId=secret.state["arn"])
+    assert described["RotationEnabled"] is True  # the stack's SecretRotation, recorded locally
+    assert described["RotationRules"]["AutomaticallyAfterDays"] == 90
+    for _ in range(2):
+        assert rotation.main(pipeline.config.outputs_path, pipeline.config.workdir, 0, None) == 0
+    printed = capsys.readouterr().out
+    ring = KeyRing.parse(
+        secrets.get_secret_value(SecretId=secret.state["arn"], VersionStage="AWSCURRENT")["SecretString"]
+    )
+    assert len(ring.keys) == 3
+    assert f"new key version {ring.newest.version}, primary from" in printed
+    assert all(k.key.decode() not in printed for k in ring.keys)
+    log = (
+        pipeline.config.workdir / "logs" / f"{rotation.function_spec_of(pipeline.config.workdir)['name']}.log"
+    )
+    assert "finishSecret: AWSCURRENT moved to the new version" in log.read_text()

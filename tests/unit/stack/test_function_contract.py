@@ -12,6 +12,7 @@ LOADERS = {
     "fraud-detector": settings.fraud_detector_settings,
     "failed-handler": settings.failed_handler_settings,
     "reconciler": settings.reconciler_settings,
+    "key-rotation": settings.key_rotation_settings,
 }
 
 

@@ -24,6 +24,7 @@ DEFAULT_RESERVATIONS = {
     "fraudDetectorReservedConcurrency": 100,
     "failedHandlerReservedConcurrency": 5,
     "reconciler (fixed)": 1,
+    "keyRotationReservedConcurrency": 1,
 }
 
 
@@ -41,11 +42,21 @@ class CreationRecorder(AwsLikeAnswers):
         return super().resource_state(type_token, name, inputs)
 
 
-def test_the_default_stack_reserves_206_so_it_needs_a_quota_of_306():
+def test_the_default_stack_reserves_207_so_it_needs_a_quota_of_307():
     settings = StackSettings(environment_suffix="unit", region="us-east-2", alert_email=ALERT_EMAIL)
     assert reserved_concurrency(settings) == DEFAULT_RESERVATIONS
-    assert concurrency_quota_problem(306, DEFAULT_RESERVATIONS, "us-east-2") is None
-    assert concurrency_quota_problem(305, DEFAULT_RESERVATIONS, "us-east-2") is not None
+    assert concurrency_quota_problem(307, DEFAULT_RESERVATIONS, "us-east-2") is None
+    assert concurrency_quota_problem(306, DEFAULT_RESERVATIONS, "us-east-2") is not None
+
+
+def test_a_stack_that_does_not_own_the_card_key_reserves_nothing_for_its_rotation():
+    settings = StackSettings(
+        environment_suffix="unit",
+        region="us-east-2",
+        alert_email=ALERT_EMAIL,
+        card_fingerprint_secret_arn="arn:aws:secretsmanager:us-east-2:123456789012:secret:shared-AbCdEf",
+    )
+    assert "keyRotationReservedConcurrency" not in reserved_concurrency(settings)
 
 
 def test_a_large_quota_is_no_problem():
@@ -58,12 +69,12 @@ def test_a_small_quota_names_the_quota_the_sum_the_unreserved_minimum_and_both_f
     assert problem is not None
     for expected in (
         "'Concurrent executions' (L-B99A9384) in us-east-2 is 50",
-        "reserves 206 (validatorReservedConcurrency 100 + fraudDetectorReservedConcurrency 100 + "
-        "failedHandlerReservedConcurrency 5 + reconciler (fixed) 1)",
-        "at least 100 unreserved, so it needs 306",
+        "reserves 207 (validatorReservedConcurrency 100 + fraudDetectorReservedConcurrency 100 + "
+        "failedHandlerReservedConcurrency 5 + reconciler (fixed) 1 + keyRotationReservedConcurrency 1)",
+        "at least 100 unreserved, so it needs 307",
         "pulumi config set <key> <n>",
         "fraudDetectorMaxConcurrency and failedHandlerMaxConcurrency",
-        "--service-code lambda --quota-code L-B99A9384 --desired-value 306 --region us-east-2",
+        "--service-code lambda --quota-code L-B99A9384 --desired-value 307 --region us-east-2",
         "UnreservedConcurrentExecutions",
     ):
         assert expected in problem
@@ -81,7 +92,7 @@ def test_the_stack_reads_the_lambda_concurrency_quota_through_its_region_pinned_
 
 def test_a_quota_too_small_stops_the_program_before_any_aws_resource_is_created():
     account = CreationRecorder("us-east-2", lambda_concurrency_quota=250)
-    with pytest.raises(ConcurrencyQuotaError, match=r"is 250, but this stack reserves 206 .* needs 306"):
+    with pytest.raises(ConcurrencyQuotaError, match=r"is 250, but this stack reserves 207 .* needs 307"):
         evaluate_stack(answers=account)
     assert not [t for t in account.created if t.startswith("aws:")], account.created
     assert isinstance(ConcurrencyQuotaError("x"), pulumi.RunError)  # printed without a traceback
@@ -122,7 +133,7 @@ def test_when_deploying_an_unreadable_quota_is_a_warning_not_a_refusal(monkeypat
     graph = evaluate_stack(answers=NoQuotaAccess("us-east-2"))
     assert graph.of_type("aws:lambda/function:Function")
     (warning,) = [w for w in warnings if quotas.CONCURRENT_EXECUTIONS_QUOTA_CODE in w]
-    assert "reserved concurrency (206) was not checked" in warning
+    assert "reserved concurrency (207) was not checked" in warning
     assert "AccessDeniedException" in warning
 
 

@@ -285,18 +285,19 @@ def test_c1_subnets_use_only_regular_zones_never_a_local_or_wavelength_zone(grap
 
 def test_c2_each_function_has_its_own_role_scoped_to_named_resources(graph):
     roles = {f["role"] for f in functions(graph).values()}
-    assert len(roles) == len(functions(graph)) == 4
+    assert len(roles) == len(functions(graph)) == 5
     validator = role_statements(graph, "validator")
     fraud = role_statements(graph, "fraud-detector")
     failed = role_statements(graph, "failed-handler")
     reconciler = role_statements(graph, "reconciler")
+    rotation = role_statements(graph, "key-rotation")
     fraud_topic = graph.one(TOPIC, "fraud-alert-topic").state["arn"]
     ops_topic = graph.one(TOPIC, "ops-alert-topic").state["arn"]
     # Each function publishes only where it must.
     assert grants(fraud, "sns:Publish", fraud_topic) and not grants(validator, "sns:Publish", fraud_topic)
     assert grants(failed, "sns:Publish", ops_topic) and not grants(fraud, "sns:Publish", ops_topic)
     assert grants(reconciler, "sns:Publish", ops_topic) and not grants(reconciler, "sns:Publish", fraud_topic)
-    for statements in (validator, fraud, failed, reconciler):
+    for statements in (validator, fraud, failed, reconciler, rotation):
         for statement in statements:
             assert "*" not in as_list(statement["Action"])
             if "*" in as_list(statement["Resource"]) and statement["Effect"] == "Allow":
@@ -486,9 +487,14 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
         def rate(queries=queries, **datapoints):
             return evaluate_alarm_math(queries, datapoints)
 
-        if key == "reconciler":  # scheduled: every failure raises, so Lambda's Errors sees them all
+        if key in ("reconciler", "key-rotation"):
+            # Every failed run or rotation step raises (Scheduler / Secrets Manager see it): Lambda's
+            # Errors is the whole count.
             assert "handled" not in queries
-            assert rate(invocations=12, errors=1) > 1.0 and rate(invocations=12, errors=0) == 0
+            assert rate(invocations=4, errors=1) == 25.0  # one failed run or step pages
+            assert rate(invocations=4, errors=None) == 0.0
+            assert rate() in (0, None)
+            assert alarm["treatMissingData"] == "notBreaching"
             continue
         # Failures the code handles itself are read where the function's Powertools metrics land.
         handled = queries["handled"]["metric"]
@@ -512,7 +518,13 @@ def test_c6_f6_f7_each_function_alarms_when_more_than_one_percent_of_its_work_fa
 
 
 def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(graph):
-    reserved = {"validator": 100, "fraud-detector": 100, "failed-handler": 5, "reconciler": 1}
+    reserved = {
+        "validator": 100,
+        "fraud-detector": 100,
+        "failed-handler": 5,
+        "reconciler": 1,
+        "key-rotation": 1,
+    }
     for key, function in functions(graph).items():
         assert function["memorySize"] == 512
         assert function["timeout"] == 60
@@ -543,7 +555,13 @@ def test_reserved_concurrency_of_the_consumers_follows_config():
         failed_handler_reserved_concurrency=3,
     )
     reserved = {key: f["reservedConcurrentExecutions"] for key, f in functions(graph).items()}
-    assert reserved == {"validator": 100, "fraud-detector": 25, "failed-handler": 3, "reconciler": 1}
+    assert reserved == {
+        "validator": 100,
+        "fraud-detector": 25,
+        "failed-handler": 3,
+        "reconciler": 1,
+        "key-rotation": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -1041,7 +1059,8 @@ def test_reliability_alarms_cover_queues_api_throttles_and_tables(graph):
         "transaction-queue-oldest-message-age-alarm",
         "api-5xx-rate-alarm",
         "api-p99-latency-alarm",
-        *(f"{k}-throttles-alarm" for k in ("validator", "fraud-detector", "failed-handler")),
+        *(f"{k}-throttles-alarm" for k in ("validator", "fraud-detector", "failed-handler", "key-rotation")),
+        "key-rotation-failed-alarm",
         *(
             f"{t}-throttles-alarm"
             for t in ("merchant-config-table", "transactions-table", "fraud-state-table")
