@@ -88,6 +88,11 @@ class Bounds:
     max_requeues: int
 
 
+def utc_now() -> datetime:
+    """The run's clock (one name, so tests can set it for a whole handler invocation)."""
+    return datetime.now(UTC)
+
+
 def stale_window(settings: ReconcilerSettings) -> timedelta:
     """How long after its ``pending_since`` a record is listed as stale (the bound less the slack)."""
     return timedelta(seconds=settings.stale_after_seconds * (1 - JITTER_SHARE))
@@ -130,7 +135,7 @@ def failure_reason(record: dict[str, Any]) -> str:
 def run(now: datetime | None = None, remaining_ms: Callable[[], int] | None = None) -> RunResult:
     """One reconciliation pass over at most ``batch_limit`` stale pending records."""
     settings = reconciler_settings()
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     limits = bounds(settings, now)
     per_shard = max(1, math.ceil(settings.batch_limit / tables.PENDING_INDEX_SHARDS))
     store = transactions.store()

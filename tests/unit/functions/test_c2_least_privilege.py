@@ -13,6 +13,7 @@ import json
 import traceback
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ HANDLER_TO_FUNCTION = {
     "fraud_detector": "fraud-detector",
     "failed_handler": "failed-handler",
     "key_rotation": "key-rotation",
+    "reconciler": "reconciler",
 }
 # Granted although the workload does not call them, and why.
 NOT_CALLED_BY_THE_CODE = {
@@ -146,11 +148,39 @@ def run_every_main_path(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [alert["transaction_id"] for alert in pipeline.published(pipeline.fraud_capture_url)][
         -1
     ] == "lp-owed"
+    reconcile_a_lost_send(pipeline, monkeypatch)
     # A rotation of the card-fingerprint key (all four steps), then the validator on the new ring.
     with rotation_enabled(pipeline):
         assert rotate_key(pipeline).new_version
     secrets.clear_cache()
     assert pipeline.post(transaction(transaction_id="lp-after-rotation"))["statusCode"] == 202
+
+
+def reconcile_a_lost_send(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconciler's paths: re-enqueue a record whose send was lost (three times), wait, then
+    FAIL it with its ops notice once failing is due."""
+    from tap_pipeline import reconcile
+    from tap_pipeline.data import queue
+
+    real_send = queue.send_transaction
+
+    def lose_intake_sends(message: Any, queue_url: str, origin: str) -> None:
+        if origin != "intake":
+            real_send(message, queue_url, origin)
+        else:
+            raise ConnectionError("the validator died between the write and the send")
+
+    monkeypatch.setattr(queue, "send_transaction", lose_intake_sends)
+    assert pipeline.post(transaction(transaction_id="lp-lost", amount="18.00"))["statusCode"] == 503
+    monkeypatch.setattr(queue, "send_transaction", real_send)
+    received = datetime.fromisoformat(pipeline.record("lp-lost")["timestamp"].replace("Z", "+00:00"))
+    for runs in range(1, 5):  # three re-enqueues (each message lost again), then waiting
+        monkeypatch.setattr(reconcile, "utc_now", lambda runs=runs: received + runs * timedelta(seconds=301))
+        pipeline.run_reconciler()
+        pipeline.drain(pipeline.queue_url)
+    assert pipeline.record("lp-lost")["requeue_count"] == 3
+    monkeypatch.setattr(reconcile, "utc_now", lambda: received + timedelta(seconds=2701))
+    assert pipeline.run_reconciler()["failed"] == 1
 
 
 def granted(graph: Any, function: str, names: dict[str, str]) -> set[tuple[str, str]]:
@@ -185,6 +215,9 @@ def test_c2_each_role_grants_exactly_the_data_calls_its_function_makes(pipeline,
         logical[arn], logical[env[variable]] = name, name
         logical[f"{arn}/index/merchant-index"] = logical[f"{env[variable]}/index/merchant-index"] = (
             f"{name}/index"
+        )
+        logical[f"{arn}/index/pending-index"] = logical[f"{env[variable]}/index/pending-index"] = (
+            f"{name}/pending-index"
         )
     for name, variable in (("transaction-queue", "TRANSACTION_QUEUE_URL"),):
         logical[graph.one("aws:sqs/queue:Queue", name).state["arn"]], logical[env[variable]] = name, name

@@ -278,7 +278,7 @@ def test_handler_emits_the_stale_metric_and_fails_the_run_when_a_record_could_no
     from tap_pipeline.handlers import reconciler
 
     _received(pipeline, "handler-1")
-    monkeypatch.setattr(reconcile, "datetime", _FrozenDatetime(datetime.now(UTC) + STALE))
+    monkeypatch.setattr(reconcile, "utc_now", lambda: datetime.now(UTC) + STALE)
     capsys.readouterr()
 
     summary = pipeline.run_reconciler()
@@ -295,20 +295,10 @@ def test_handler_emits_the_stale_metric_and_fails_the_run_when_a_record_could_no
             raise real_sqs.exceptions.QueueDoesNotExist({"Error": {"Code": "Throttling"}}, "SendMessage")
 
     monkeypatch.setattr(clients, "sqs", lambda: BrokenSqs())
-    monkeypatch.setattr(reconcile, "datetime", _FrozenDatetime(datetime.now(UTC) + 3 * STALE))
+    monkeypatch.setattr(reconcile, "utc_now", lambda: datetime.now(UTC) + 3 * STALE)
     with pytest.raises(reconciler.ReconcileIncomplete, match="1 stale records"):
         pipeline.run_reconciler()
     assert pipeline.record("handler-1")["requeue_count"] == 1  # a failed send counts nothing
-
-
-class _FrozenDatetime:
-    """``datetime`` as reconcile sees it, with ``now`` fixed (the handler takes no clock argument)."""
-
-    def __init__(self, moment: datetime) -> None:
-        self._moment = moment
-
-    def now(self, tz: Any = None) -> datetime:
-        return self._moment
 
 
 OLD = "2026-01-01T00:00:00.000Z"
