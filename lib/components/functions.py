@@ -57,6 +57,14 @@ SQS_CONSUMER_ACTIONS = [
     "sqs:ChangeMessageVisibility",
 ]
 SQS_BATCHING_WINDOW_SECONDS = 1
+# Every function publishes a version on each change and is invoked only through this alias, never
+# through $LATEST: SnapStart runs only on published versions and aliases that point at one
+# (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html, "Supported features and
+# limitations"), and an alias is what a rollback moves (README, Operations).
+ALIAS_NAME = "live"
+# /tmp size, stated because SnapStart refuses ephemeral storage above 512 MB (same page); 512 is
+# also Lambda's default and what the functions need (they write nothing to /tmp).
+EPHEMERAL_STORAGE_MB = 512
 
 
 def deploying() -> bool:
@@ -85,6 +93,9 @@ class FunctionSpec:
     statements: list[iam.Statement]
     kms_services: list[str]
     reserved_concurrency: int
+    # Whether Lambda snapshots each published version (config `snapStart`, lib/config.py); taken from
+    # the settings by `_function`, so a new spec needs nothing for it.
+    snap_start: bool = False
 
 
 class Functions(TaggedComponent):
@@ -116,6 +127,9 @@ class Functions(TaggedComponent):
         self.function_names: dict[str, str] = {key: ctx.name(key) for key in HANDLERS}
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
+        # The alias ALIAS_NAME of each function: what the API, its invoke permission and the event
+        # source mappings name (never the unqualified function, which would run $LATEST).
+        self.aliases: dict[str, aws.lambda_.Alias] = {}
         # Functions fed by an SQS event source mapping: their failures are per record (F15).
         self.queue_consumers: set[str] = set()
         self.roles: dict[str, aws.iam.Role] = {}
@@ -123,6 +137,7 @@ class Functions(TaggedComponent):
             self._function(spec)
 
         self.validator = self.functions[VALIDATOR]
+        self.validator_alias = self.aliases[VALIDATOR]
         self._sqs_trigger(
             FRAUD_DETECTOR,
             args.messaging.transaction_queue,
@@ -133,7 +148,12 @@ class Functions(TaggedComponent):
             args.messaging.transaction_dlq,
             ctx.settings.failed_handler_max_concurrency,
         )
-        self.register_outputs({key: fn.name for key, fn in self.functions.items()})
+        self.register_outputs(
+            {
+                **{key: fn.name for key, fn in self.functions.items()},
+                **{f"{key}-alias": alias.arn for key, alias in self.aliases.items()},
+            }
+        )
 
     def _warn_if_cold_starts_compile(self, layer_dir: str) -> None:
         """Bytecode is only written by the runtime's Python version; deploying without it works,
@@ -375,6 +395,7 @@ class Functions(TaggedComponent):
             opts=child,
         )
         environment = self._environment(spec.key)
+        snap_start = spec.snap_start or spec.key in ctx.settings.snap_start_functions
         function = aws.lambda_.Function(
             f"{spec.key}-function",
             name=function_name,
@@ -386,10 +407,18 @@ class Functions(TaggedComponent):
             role=role.arn,
             memory_size=MEMORY_MB,
             timeout=TIMEOUT_SECONDS,
+            ephemeral_storage={"size": EPHEMERAL_STORAGE_MB},
             reserved_concurrent_executions=spec.reserved_concurrency,
             layers=self.layers,
             environment={"variables": environment},
+            # Also encrypts the SnapStart snapshots: Lambda uses the function's customer managed
+            # key for them instead of an AWS managed key
+            # (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-security.html).
             kms_key_arn=args.kms_key_arn,
+            # A new version on every change of code or configuration, which the alias then names.
+            publish=True,
+            # No provisioned concurrency anywhere in the stack: SnapStart does not support it.
+            snap_start={"apply_on": "PublishedVersions"} if snap_start else None,
             tracing_config={"mode": "Active"},
             vpc_config={
                 "subnet_ids": list(args.subnet_ids),
@@ -403,6 +432,16 @@ class Functions(TaggedComponent):
         self.log_groups[spec.key] = log_group
         self.roles[spec.key] = role
         self.functions[spec.key] = function
+        self.aliases[spec.key] = aws.lambda_.Alias(
+            f"{spec.key}-alias",
+            name=ALIAS_NAME,
+            description=f"The version of {function_name} that serves traffic",
+            function_name=function.name,
+            # The version this update published (publish=True); with SnapStart, the one Lambda
+            # snapshotted. Pulumi moves the alias only once that version exists.
+            function_version=function.version,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _vpc_network_interface_statements(self, function_name: str) -> list[iam.Statement]:
         """What Lambda's ENI management does with the function's role, and no more (lib/iam.py).
@@ -446,7 +485,9 @@ class Functions(TaggedComponent):
         aws.lambda_.EventSourceMapping(
             f"{key}-queue-trigger",
             event_source_arn=queue.arn,
-            function_name=self.functions[key].arn,
+            # The alias, so the pollers invoke the published version (with its snapshot when
+            # SnapStart is on), never $LATEST.
+            function_name=self.aliases[key].arn,
             batch_size=SQS_BATCH_SIZE,
             maximum_batching_window_in_seconds=SQS_BATCHING_WINDOW_SECONDS,
             function_response_types=["ReportBatchItemFailures"],
@@ -456,5 +497,5 @@ class Functions(TaggedComponent):
             # take the concurrency these pollers count on (checkov CKV_AWS_115).
             scaling_config={"maximum_concurrency": max_concurrency},
             tags=self.tags(f"{key}-trigger"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key]]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key], self.aliases[key]]),
         )

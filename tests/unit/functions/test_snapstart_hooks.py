@@ -29,6 +29,14 @@ HANDLER_MODULES = {
 Hook = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+@pytest.fixture(autouse=True)
+def fresh_clients_afterwards():
+    """The hooks build clients with whatever credentials the environment has at that moment (none,
+    outside the moto fixture); later tests must build their own, as the package's tests expect."""
+    yield
+    clients.clear_cache()
+
+
 def hooks_for(function: str, registry: list[Hook]) -> list[Hook]:
     return [hook for hook in registry if hook[1][:1] == (function,)]
 

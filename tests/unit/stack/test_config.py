@@ -251,3 +251,13 @@ def test_f11_entry_point_exports_each_output_exactly_once(monkeypatch, built_lay
     assert graph.outputs
     assert dict(exported) == dict.fromkeys(graph.outputs, 1)
     assert graph.outputs["environment_suffix"] == "entry"
+
+
+def test_snapstart_is_on_for_the_validator_unless_config_says_otherwise(config):
+    config({"alertEmail": "ops@example.com"})
+    assert load_settings().snap_start_functions == {"validator"}
+    config({"alertEmail": "ops@example.com", "snapStart": '{"validator": false, "fraud-detector": true}'})
+    assert load_settings().snap_start_functions == {"fraud-detector"}
+    config({"alertEmail": "ops@example.com", "snapStart": '{"reconcilier": true}'})
+    with pytest.raises(ConfigError, match="snapStart names unknown functions"):
+        load_settings()
