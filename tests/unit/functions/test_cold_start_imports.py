@@ -25,6 +25,10 @@ PROBE = (
 )
 NEVER_AT_INIT = (
     "aws_lambda_powertools.utilities.parser",  # batch's optional pydantic models
+    # Event classes only Powertools' data classes index imports (tap_pipeline.lean_imports).
+    "aws_lambda_powertools.utilities.data_classes.api_gateway_proxy_event",
+    "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
+    "aws_lambda_powertools.utilities.data_classes.appsync_resolver_event",
     "aws_xray_sdk.ext.httplib",  # patch_modules=("botocore",): nothing else is patched
     "aws_xray_sdk.ext.requests",
     "aws_xray_sdk.ext.sqlite3",
@@ -36,11 +40,15 @@ AT_INIT = {
         "aws_lambda_powertools.utilities.parameters",
     ),
     "fraud_detector": (
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes.sqs_event",
         "tap_pipeline.scoring",
         "tap_pipeline.idempotency",
         "aws_lambda_powertools.utilities.idempotency",
     ),
     "failed_handler": (
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes.sqs_event",
         "tap_pipeline.failures",
         "tap_pipeline.idempotency",
         "aws_lambda_powertools.utilities.idempotency",
@@ -84,3 +92,74 @@ def test_handler_init_loads_what_its_main_path_needs_and_nothing_it_never_uses(m
         assert name not in modules, f"{name} is imported when {module} initialises"
     for name in AT_INIT[module]:
         assert name in modules, f"{name} is left to {module}'s first invocation"
+
+
+# --- the lazy data classes index (tap_pipeline.lean_imports) --------------------------------------
+
+LAZY_INDEX_PROBE = (
+    "import json, sys\n"
+    "from tap_pipeline.lean_imports import skip_data_classes_index\n"
+    "installed = skip_data_classes_index()\n"
+    "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response\n"
+    "before = sorted(m for m in sys.modules if '.data_classes.' in m)\n"
+    "from aws_lambda_powertools.utilities import data_classes\n"
+    "from aws_lambda_powertools.utilities.data_classes import SQSEvent, S3Event, APIGatewayProxyEvent\n"
+    "from aws_lambda_powertools.utilities.data_classes import sqs_event, s3_event, api_gateway_proxy_event\n"
+    "event = {'Records': [{'messageId': 'm1', 'body': 'ok'}, {'messageId': 'm2', 'body': 'bad'}]}\n"
+    "def record_handler(record):\n"
+    "    if record.body == 'bad': raise ValueError('poison')\n"
+    "    return record.body\n"
+    "response = process_partial_response(event=event, record_handler=record_handler,\n"
+    "                                    processor=BatchProcessor(event_type=EventType.SQS))\n"
+    "print(json.dumps({'installed': installed, 'before': before, 'response': response,\n"
+    "    'same': [SQSEvent is sqs_event.SQSEvent, S3Event is s3_event.S3Event,\n"
+    "             APIGatewayProxyEvent is api_gateway_proxy_event.APIGatewayProxyEvent],\n"
+    "    'all': len(data_classes.__all__)}))\n"
+)
+
+
+def test_the_data_classes_index_is_read_not_run_and_every_name_still_resolves_to_the_same_object():
+    result = subprocess.run(  # noqa: S603 - fixed interpreter and code, a fresh process
+        [sys.executable, "-c", LAZY_INDEX_PROBE],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "POWERTOOLS_TRACE_DISABLED": "true"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["installed"] is True
+    # Powertools' batch utility loaded the event modules the SQS path needs, not the index's ~40.
+    loaded = {name.rsplit(".", 1)[-1] for name in probe["before"]}
+    assert "sqs_event" in loaded and "api_gateway_proxy_event" not in loaded
+    assert len(loaded) < 15
+    # Partial batch failures (F15) work as before, and the index's names are the real classes.
+    assert probe["response"] == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert probe["same"] == [True, True, True]
+    assert probe["all"] > 40
+
+
+def test_an_index_that_does_more_than_re_export_is_imported_normally():
+    from tap_pipeline.lean_imports import read_index
+
+    names, exported = read_index(
+        '"""doc"""\nfrom .sqs_event import SQSEvent, SQSRecord as Record\n__all__ = ["SQSEvent"]\n'
+    )
+    assert names == {"SQSEvent": "sqs_event", "Record": "sqs_event"}
+    assert exported == ["SQSEvent"]
+    assert read_index("from .sqs_event import SQSEvent\nimport os\n") is None
+    assert read_index("from .sqs_event import *\n") is None
+    assert read_index("from .sqs_event import SQSEvent\nregister_everything()\n") is None
+    assert read_index("from aws_lambda_powertools import Logger\n") is None
+
+
+def test_the_pinned_powertools_index_only_re_exports():
+    """If a Powertools upgrade adds anything else to the index, the consumers import it normally
+    (correct, just slower) and this test says so."""
+    import importlib.util
+
+    from tap_pipeline.lean_imports import DATA_CLASSES, read_index
+
+    spec = importlib.util.find_spec(DATA_CLASSES)
+    assert spec is not None and spec.origin is not None
+    assert read_index(Path(spec.origin).read_text()) is not None
