@@ -125,7 +125,7 @@ RESERVED_COVERS_MAXIMUM = (
 # are off by default: their cold starts are rare (a container serves batch after batch) and off any
 # caller's latency path (a message waits in the queue either way), while SnapStart for Python is
 # not free: Lambda bills caching each published version's snapshot for as long as the version
-# exists (3 hours minimum) and every restore from it
+# exists and every restore from it
 # (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing,
 # https://aws.amazon.com/lambda/pricing/). Config `snapStart`: an object of function -> true/false
 # over these defaults, e.g. pulumi config set --path 'snapStart["fraud-detector"]' true

@@ -17,6 +17,7 @@ from tap_contract.environment import FAILED_HANDLER
 # The main path is imported at init (the package docstring says why).
 from tap_pipeline import failures, idempotency, snapstart
 from tap_pipeline.batch import LoggingBatchProcessor
+from tap_pipeline.handlers import finish_init
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.settings import failed_handler_settings
 
@@ -68,3 +69,4 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
 # SnapStart hooks (off for this function by default: lib/config.py says why); they cost nothing unless
 # Lambda calls them.
 snapstart.install(FAILED_HANDLER)
+finish_init()  # last: the collector is back on, init's objects frozen (tap_pipeline.handlers)

@@ -29,6 +29,7 @@ from tap_contract.api import (
 from tap_contract.environment import VALIDATOR
 from tap_contract.metrics import INTERNAL_ERROR
 from tap_pipeline import http, intake, snapstart
+from tap_pipeline.handlers import finish_init
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.settings import validator_settings
 
@@ -184,3 +185,4 @@ def _warm_models() -> None:
 
 
 snapstart.install(VALIDATOR, warmers=(_warm_models,))
+finish_init()  # last: the collector is back on, init's objects frozen (tap_pipeline.handlers)

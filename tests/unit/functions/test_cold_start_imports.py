@@ -21,7 +21,9 @@ PROBE = (
     "import importlib, json, sys\n"
     "importlib.import_module('tap_pipeline.handlers.{module}')\n"
     "from tap_pipeline.observability import tracer\n"
-    "print(json.dumps({{'tracing': not tracer.disabled, 'modules': sorted(sys.modules)}}))\n"
+    "import gc\n"
+    "print(json.dumps({{'tracing': not tracer.disabled, 'modules': sorted(sys.modules),\n"
+    "                  'gc_enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()}}))\n"
 )
 NEVER_AT_INIT = (
     "aws_lambda_powertools.utilities.parser",  # batch's optional pydantic models
@@ -87,6 +89,9 @@ def test_handler_init_loads_what_its_main_path_needs_and_nothing_it_never_uses(m
     modules = set(probe["modules"])  # type: ignore[arg-type]  # the probe prints JSON: a list of names
 
     assert probe["tracing"] is True
+    # The collector is back on after init, and init's objects are frozen (tap_pipeline.handlers).
+    assert probe["gc_enabled"] is True
+    assert probe["frozen"] > 10_000  # type: ignore[operator]  # the probe prints JSON: an int
     assert "aws_xray_sdk.ext.botocore.patch" in modules
     for name in NEVER_AT_INIT:
         assert name not in modules, f"{name} is imported when {module} initialises"
