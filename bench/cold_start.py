@@ -102,14 +102,28 @@ import json
 print(json.dumps({{'marks': marks}}))
 """
 
-_HANDLER_CHILD = """
-import time
+# Both children time the collector's pauses in their timed span (gc.callbacks; not counted is only
+# the callback itself, a few microseconds per collection).
+_GC_PROBE = """
+import gc, time
+_gc = [0.0, 0.0]
+def _gc_pause(phase, info):
+    if phase == 'start':
+        _gc[1] = time.perf_counter()
+    else:
+        _gc[0] += time.perf_counter() - _gc[1]
+gc.callbacks.append(_gc_pause)
+"""
+_HANDLER_CHILD = (
+    _GC_PROBE
+    + """
 w0, c0 = time.perf_counter(), time.process_time()
 import importlib
 module = importlib.import_module('tap_pipeline.handlers.{module}')
 from tap_pipeline.data import clients
 {calls}
 w1, c1 = time.perf_counter(), time.process_time()
+gc_seconds = _gc[0]
 import json, sys
 loaded = set(sys.modules)
 tree = {tree!r}
@@ -118,8 +132,9 @@ from_tree = [m for m in list(sys.modules.values())
              and m.__file__.startswith(tree)]
 {first_request}
 print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'from_tree': len(from_tree), 'first': first,
-                  'components': [name for name in {components!r} if name in loaded]}}))
+                  'gc': gc_seconds, 'components': [name for name in {components!r} if name in loaded]}}))
 """
+)
 # After the timed init, in the same child: the stub and the event (not timed), then the first request.
 _FIRST_REQUEST = """
 import os
@@ -182,15 +197,17 @@ print(json.dumps({{
     'failed_handler': backend.sqs_event(message, {dlq_url!r}),
 }}))
 """
-_BASELINE_CHILD = """
-import time
+_BASELINE_CHILD = (
+    _GC_PROBE
+    + """
 w0, c0 = time.perf_counter(), time.process_time()
 import boto3
 {calls}
 w1, c1 = time.perf_counter(), time.process_time()
 import json
-print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0}}))
+print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'gc': _gc[0]}}))
 """
+)
 
 
 def _lambda_env(service: str) -> dict[str, str]:
@@ -265,6 +282,9 @@ class HandlerRuns:
     without_bytecode: list[float] = field(default_factory=list)
     without_bytecode_ratios: list[float] = field(default_factory=list)
     modules_compiled: int = 0
+    # The collector's pauses within the timed span (seconds): handler child, baseline child.
+    gc_handler: list[float] = field(default_factory=list)
+    gc_baseline: list[float] = field(default_factory=list)
     # The first request served right after init, in the same child (seconds, wall), and the sum.
     first_request: list[float] = field(default_factory=list)
     init_and_first_request: list[float] = field(default_factory=list)
@@ -357,6 +377,8 @@ def _rounds(
             runs_of.without_bytecode.append(cold["wall"])
             runs_of.without_bytecode_ratios.append(cold["wall"] / base["wall"])
             runs_of.modules_compiled = cold["from_tree"]
+            runs_of.gc_handler.append(mine["gc"])
+            runs_of.gc_baseline.append(base["gc"])
             runs_of.first_request.append(mine["first"])
             runs_of.init_and_first_request.append(mine["wall"] + mine["first"])
             runs_of.before_snapshot.append(snap["before_snapshot"])

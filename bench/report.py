@@ -188,11 +188,55 @@ def cold_section(cold: cold_start.ColdStartResult, note: str = "") -> list[str]:
         ],
         rows,
     )
+    out += ["", *_cold_gc(cold)]
     out += ["", *_cold_first_request(cold)]
     out += ["", *_cold_snapstart(cold)]
     out += ["", *_cold_breakdown(cold)]
     out += ["", *_cold_without_bytecode(cold), "", ""]
     return out
+
+
+def _cold_gc(cold: cold_start.ColdStartResult) -> list[str]:
+    """The collector's share of each side, since the handlers freeze init's objects and boto3 does not."""
+    out = [
+        "Garbage collection: the handlers switch Python's cyclic collector off while their module "
+        "initialises and freeze what init created (`tap_pipeline/handlers/__init__.py` says why); the "
+        "baseline child, a plain `import boto3` program, leaves it on. Both children time the "
+        "collector's pauses within their timed span (`gc.callbacks`), so the part of the ratio that "
+        "comes from this is visible:",
+        "",
+    ]
+    rows = [
+        [
+            module,
+            _spread([v * 1000 for v in runs_of.gc_handler], 1, " ms"),
+            _spread([v * 1000 for v in runs_of.gc_baseline], 1, " ms"),
+            _spread(
+                [
+                    (mine - gc_mine) / (base - gc_base)
+                    for mine, gc_mine, base, gc_base in zip(
+                        runs_of.handler,
+                        runs_of.gc_handler,
+                        runs_of.baseline,
+                        runs_of.gc_baseline,
+                        strict=True,
+                    )
+                ],
+                2,
+                "x",
+            ),
+        ]
+        for module, runs_of in cold.handlers.items()
+    ]
+    return out + _table(
+        [
+            "handler",
+            "GC pauses: handler child",
+            "GC pauses: baseline child",
+            "ratio with GC pauses left out of both",
+        ],
+        rows,
+    )
 
 
 def _cold_first_request(cold: cold_start.ColdStartResult) -> list[str]:
