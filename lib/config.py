@@ -123,7 +123,8 @@ RESERVED_COVERS_MAXIMUM = (
 # SnapStart (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html) is on by default for the
 # validator only: it answers the API, where a cold start is a client waiting. The two SQS consumers
 # are off by default: their cold starts are rare (a container serves batch after batch) and off any
-# caller's latency path (a message waits in the queue either way), while SnapStart for Python is
+# caller's latency path (a message waits in the queue either way); so is the reconciler, a
+# scheduled run every few minutes that nobody waits on. SnapStart for Python is
 # not free: Lambda bills caching each published version's snapshot for as long as the version
 # exists and every restore from it
 # (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing,

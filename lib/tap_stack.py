@@ -118,7 +118,8 @@ class TapStack(pulumi.ComponentResource):
             ScheduleArgs(
                 context=context,
                 kms_key_arn=key_arn,
-                function_arn=functions.functions[RECONCILER].arn,
+                # The alias, never $LATEST: Scheduler runs the published version.
+                function_arn=functions.aliases[RECONCILER].arn,
                 dead_letter_queue_arn=messaging.async_failure_dlq.arn,
                 rate_minutes=settings.reconciler_schedule_minutes,
             ),

@@ -281,7 +281,8 @@ class LocalPipeline:
             poller.start()
             self.pollers.append(poller)
         for schedule in schedule_specs(self.graph, self.config.schedule_interval_seconds):
-            timer = ScheduleTimer(schedule, by_arn[schedule.target_arn], self._log_scheduled_run)
+            target = by_arn[invoked_function(self.graph, schedule.target_arn)]  # the reconciler's alias
+            timer = ScheduleTimer(schedule, target, self._log_scheduled_run)
             timer.start()
             self.timers.append(timer)
 

@@ -49,7 +49,7 @@ from typing import Any
 
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
-from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, VALIDATOR
+from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, RECONCILER, VALIDATOR
 from tap_pipeline.data import clients
 
 Warmer = Callable[[], object]
@@ -59,12 +59,13 @@ CLIENTS: Mapping[str, tuple[Callable[[], Any], ...]] = {
     VALIDATOR: (clients.dynamodb_resource, clients.sqs, clients.secretsmanager),
     FRAUD_DETECTOR: (clients.dynamodb_resource, clients.sns, clients.raw_dynamodb),
     FAILED_HANDLER: (clients.dynamodb_resource, clients.sns, clients.raw_dynamodb),
+    RECONCILER: (clients.dynamodb_resource, clients.sqs, clients.sns, clients.raw_dynamodb),
 }
 
 
 def build_clients(function: str) -> None:
     """Create ``function``'s AWS clients (no request is sent)."""
-    for factory in CLIENTS[function]:
+    for factory in CLIENTS.get(function, ()):
         factory()
 
 
@@ -117,7 +118,7 @@ def after_restore(function: str) -> None:
 
 def install(function: str, warmers: Sequence[Warmer] = ()) -> None:
     """Register ``function``'s hooks with the runtime; called once, by its handler module at import."""
-    if function not in CLIENTS:
-        raise ValueError(f"no SnapStart hooks for {function!r}; expected one of {sorted(CLIENTS)}")
+    if function not in HANDLERS:  # the contract's functions; one without CLIENTS warms none
+        raise ValueError(f"no SnapStart hooks for {function!r}; expected one of {sorted(HANDLERS)}")
     register_before_snapshot(before_snapshot, function, tuple(warmers))
     register_after_restore(after_restore, function)

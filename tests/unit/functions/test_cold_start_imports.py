@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tap_contract.environment import HANDLERS
+
 REPO = Path(__file__).resolve().parents[3]
 PROBE = (
     "import importlib, json, sys\n"
@@ -97,6 +99,24 @@ def test_handler_init_loads_what_its_main_path_needs_and_nothing_it_never_uses(m
         assert name not in modules, f"{name} is imported when {module} initialises"
     for name in AT_INIT[module]:
         assert name in modules, f"{name} is left to {module}'s first invocation"
+
+
+@pytest.mark.parametrize("handler", sorted(HANDLERS.values()))
+def test_every_handler_turns_the_collector_back_on_and_freezes_its_init(handler):
+    """tap_pipeline.handlers switches the collector off; a handler module that did not end with
+    finish_init() would leave it off for the life of the container."""
+    probe = (
+        "import gc, importlib, json\n"
+        f"importlib.import_module({handler.rsplit('.', 1)[0]!r})\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "POWERTOOLS_TRACE_DISABLED": "true"}
+    result = subprocess.run(  # noqa: S603 - fixed interpreter and code, a fresh process
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    enabled, frozen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert enabled is True
+    assert frozen > 10_000
 
 
 # --- the lazy data classes index (tap_pipeline.lean_imports) --------------------------------------

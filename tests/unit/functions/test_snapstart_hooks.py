@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import snapshot_restore_py
 
-from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, VALIDATOR
+from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, RECONCILER, VALIDATOR
 from tap_pipeline import snapstart
 from tap_pipeline.data import clients, merchants, secrets
 from tap_testing.backend import TEST_MERCHANT, transaction
@@ -25,6 +25,7 @@ HANDLER_MODULES = {
     VALIDATOR: "tap_pipeline.handlers.validator",
     FRAUD_DETECTOR: "tap_pipeline.handlers.fraud_detector",
     FAILED_HANDLER: "tap_pipeline.handlers.failed_handler",
+    RECONCILER: "tap_pipeline.handlers.reconciler",
 }
 Hook = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -44,6 +45,10 @@ def hooks_for(function: str, registry: list[Hook]) -> list[Hook]:
 def run(hooks: list[Hook]) -> None:
     for func, args, kwargs in hooks:
         func(*args, **kwargs)
+
+
+def test_every_function_of_the_contract_has_its_handler_here():
+    assert {key: HANDLERS[key].rsplit(".", 1)[0] for key in HANDLERS} == HANDLER_MODULES
 
 
 @pytest.mark.parametrize("function", sorted(HANDLER_MODULES))
@@ -130,6 +135,6 @@ def test_after_restore_reseeds_random_so_restored_environments_draw_different_se
     assert [random.random() for _ in range(4)] != without_hook
 
 
-def test_install_refuses_a_function_it_has_no_clients_for():
+def test_install_refuses_a_function_the_contract_does_not_define():
     with pytest.raises(ValueError, match="no SnapStart hooks"):
-        snapstart.install("reconciler")
+        snapstart.install("payments")

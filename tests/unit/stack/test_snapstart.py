@@ -15,7 +15,7 @@ import pytest
 
 from lib.config import DEFAULT_SNAP_START, ConfigError, snap_start_functions
 from lib.graph import StackGraph
-from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, VALIDATOR
+from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, RECONCILER, VALIDATOR
 from tap_testing.stack import alias_of, evaluate_stack, function_invoked_by
 
 FUNCTION = "aws:lambda/function:Function"
@@ -30,7 +30,7 @@ def function(graph: StackGraph, key: str):
 def test_the_validator_snapshots_its_published_versions_and_the_consumers_do_not_by_default(graph):
     assert {VALIDATOR} == DEFAULT_SNAP_START
     assert function(graph, VALIDATOR).inputs["snapStart"] == {"applyOn": "PublishedVersions"}
-    for key in (FRAUD_DETECTOR, FAILED_HANDLER):
+    for key in (FRAUD_DETECTOR, FAILED_HANDLER, RECONCILER):
         assert not function(graph, key).inputs.get("snapStart")
 
 
@@ -102,6 +102,20 @@ def test_event_source_mappings_invoke_the_consumers_aliases(graph):
     for mapping in mappings.values():
         assert mapping["functionName"].endswith(":live")
         assert function_invoked_by(graph, mapping["functionName"]).inputs["publish"] is True
+
+
+def test_the_reconcilers_schedule_invokes_its_alias(graph):
+    (schedule,) = graph.of_type("aws:scheduler/schedule:Schedule")
+    alias = alias_of(graph, RECONCILER)
+    assert schedule.inputs["target"]["arn"] == alias.state["arn"]
+    assert schedule.inputs["target"]["arn"].endswith(":live")
+    (policy,) = [
+        p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if "InvokeReconciler" in p.inputs["policy"]
+    ]
+    (invoke,) = [
+        s for s in json.loads(policy.inputs["policy"])["Statement"] if s["Sid"] == "InvokeReconciler"
+    ]
+    assert invoke["Resource"] in (alias.state["arn"], [alias.state["arn"]])
 
 
 def test_snapstart_follows_config_per_function():
