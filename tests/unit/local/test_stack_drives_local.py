@@ -120,4 +120,4 @@ def test_the_api_and_the_pollers_resolve_the_aliases_the_stack_invokes_to_their_
     }
     assert {function_arn for function_arn, _ in mapping_specs(graph)} == consumers
     with pytest.raises(LookupError, match="names no function or alias"):
-        invoked_function(graph, validator.replace("validator", "reconciler") + ":live")
+        invoked_function(graph, validator.replace("validator", "payments") + ":live")
