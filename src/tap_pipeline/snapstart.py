@@ -33,7 +33,12 @@ gives restore hooks (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-runt
   hours old; the next request reads them afresh, as a fresh container would;
 * the AWS clients are rebuilt, so no client, connection pool or credential object from the
   snapshot is used after it (the rebuild reuses the botocore loader's cached service models, so it
-  costs a fraction of the first build; BENCHMARKS.md section 1 measures both sides).
+  costs a fraction of the first build; BENCHMARKS.md section 1 measures both sides). For SnapStart
+  functions Lambda serves the execution role's credentials from the container credentials
+  endpoint rather than environment variables
+  (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-activate.html#snapstart-credentials),
+  which botocore's default chain refreshes by itself; rebuilding also covers a client that
+  resolved credentials before the snapshot.
 
 Without SnapStart (the consumers' default) Lambda never calls the hooks: registering them costs a
 list append, and the function initialises as before.
