@@ -14,7 +14,22 @@ reports, after its measurement:
 Nothing is deferred to the first invocation (`tests/unit/functions/test_cold_start_imports.py`),
 so this figure is the whole cold start of the handler's main path.
 
-A third child per round (the three run in a rotating order) runs the same handler measurement on
+After its init figure, the handler child also serves one realistic first request in the same
+process ("init + first request"): the event is built before the rounds (a POST with a test card for
+the validator; the queue message that POST produced, as an SQS batch of one, for the fraud detector
+and, as a dead letter, for the failed handler), and every AWS call of the request is answered
+in-process with a canned response (bench/fake_aws.py, as the handler CPU benchmark does: botocore
+still validates, serialises and parses). Installing that stub is not timed; the request is. So the
+first request's figure is the function's own work on a fresh container (first use of each client,
+model and code path), without network or service time.
+
+A SnapStart child per round splits the same work the way SnapStart does
+(tap_pipeline.snapstart): "before the snapshot" is import + init + the before-snapshot hooks (what
+Lambda runs when it publishes a version, outside any request), "after a restore" is the
+after-restore hooks plus the first request (what a restored environment does before it answers).
+The snapshot and the restore themselves are Lambda's and are not in either figure.
+
+A third child per round (the children run in a rotating order) runs the same handler measurement on
 a copy of the layer's packages and of the code asset (``tap_pipeline``, ``tap_contract``) without
 bytecode, the way Lambda sees a layer and code asset built by another Python version (read-only,
 so every imported module is compiled in memory at every cold start): what `lib.layer` and
@@ -36,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, Mode, median_spread
+from bench.fake_aws import ACCOUNT_ID, FAKE_RESOURCE_ENVIRONMENT
 from lib.layer import BYTECODE_MODE
 from lib.packaging import FUNCTION_PACKAGES
 
@@ -59,9 +75,11 @@ _BASELINE_CALLS = {
 # in the handlers: imported after it, batch would also load Powertools' pydantic parser models. Only
 # the components a handler loads at init are in its breakdown.
 COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("aws_lambda_powertools", "Powertools Logger, Metrics and Tracer modules"),
+    # The handlers package first: it registers Powertools' data classes index to be read, not run
+    # (tap_pipeline.lean_imports), which loads Powertools' Logger, Metrics and Tracer modules.
+    ("tap_pipeline.handlers", "Powertools Logger, Metrics and Tracer modules"),
     ("tap_pipeline.observability", "tracing on: X-Ray SDK (wrapt, asyncio), botocore patch; logger set-up"),
-    ("aws_lambda_powertools.utilities.batch", "Powertools batch utility (it imports every event data class)"),
+    ("aws_lambda_powertools.utilities.batch", "Powertools batch utility and the SQS event classes it needs"),
     ("tap_contract.api", "pydantic and the models"),
 )
 REST = "the rest: the handler and the tap_pipeline modules it imports at init"
@@ -84,32 +102,112 @@ import json
 print(json.dumps({{'marks': marks}}))
 """
 
-_HANDLER_CHILD = """
-import time
+# Both children time the collector's pauses in their timed span (gc.callbacks; not counted is only
+# the callback itself, a few microseconds per collection).
+_GC_PROBE = """
+import gc, time
+_gc = [0.0, 0.0]
+def _gc_pause(phase, info):
+    if phase == 'start':
+        _gc[1] = time.perf_counter()
+    else:
+        _gc[0] += time.perf_counter() - _gc[1]
+gc.callbacks.append(_gc_pause)
+"""
+_HANDLER_CHILD = (
+    _GC_PROBE
+    + """
 w0, c0 = time.perf_counter(), time.process_time()
 import importlib
 module = importlib.import_module('tap_pipeline.handlers.{module}')
 from tap_pipeline.data import clients
 {calls}
 w1, c1 = time.perf_counter(), time.process_time()
+gc_seconds = _gc[0]
 import json, sys
 loaded = set(sys.modules)
 tree = {tree!r}
 from_tree = [m for m in list(sys.modules.values())
              if tree and str(getattr(m, '__file__', None) or '').endswith('.py')
              and m.__file__.startswith(tree)]
-print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'from_tree': len(from_tree),
-                  'components': [name for name in {components!r} if name in loaded]}}))
+{first_request}
+print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'from_tree': len(from_tree), 'first': first,
+                  'gc': gc_seconds, 'components': [name for name in {components!r} if name in loaded]}}))
 """
-_BASELINE_CHILD = """
+)
+# After the timed init, in the same child: the stub and the event (not timed), then the first request.
+_FIRST_REQUEST = """
+import os
+from bench.fake_aws import FakeAws
+FakeAws.install()
+event = json.loads(os.environ['TAP_BENCH_FIRST_EVENT'])
+class Context:
+    function_name = os.environ['AWS_LAMBDA_FUNCTION_NAME']
+    function_version = '1'
+    memory_limit_in_mb = 512
+    invoked_function_arn = 'arn:aws:lambda:us-east-2:123456789012:function:' + function_name + ':live'
+    aws_request_id = 'first-request'
+    log_group_name = '/aws/lambda/' + function_name
+    log_stream_name = 'bench'
+    def get_remaining_time_in_millis(self):
+        return 60000
+w2 = time.perf_counter()
+response = module.handler(event, Context())
+w3 = time.perf_counter()
+served = response.get('statusCode') == 202 or response.get('batchItemFailures') == []
+if not served:
+    raise SystemExit('the first request was not served: ' + json.dumps(response)[:500])
+first = w3 - w2
+"""
+# SnapStart's split: init and the before-snapshot hooks, then the after-restore hooks and the first
+# request, in the order Lambda runs them (before-snapshot hooks in reverse order of registration,
+# after-restore hooks in order: https://docs.aws.amazon.com/lambda/latest/dg/snapstart-runtime-hooks-python.html).
+_SNAPSTART_CHILD = """
 import time
+w0 = time.perf_counter()
+import importlib
+module = importlib.import_module('tap_pipeline.handlers.{module}')
+import snapshot_restore_py
+for func, args, kwargs in reversed(snapshot_restore_py.get_before_snapshot()):
+    func(*args, **kwargs)
+w1 = time.perf_counter()
+for func, args, kwargs in snapshot_restore_py.get_after_restore():
+    func(*args, **kwargs)
+w_restored = time.perf_counter()
+import json, sys
+{first_request}
+print(json.dumps({{'before_snapshot': w1 - w0, 'restore_hooks': w_restored - w1, 'first': first}}))
+"""
+# Run once per benchmark run, before the rounds: the validator answers a POST (AWS stubbed, tracing
+# off) and the queue message it sent becomes the consumers' first event.
+_EVENTS_CHILD = """
+import json, os, uuid
+from bench.fake_aws import FakeAws
+from tap_pipeline.handlers import validator
+from tap_testing import backend
+FakeAws.install()
+post = backend.api_event('POST', '/transaction', json.dumps(backend.transaction()))
+response = validator.handler(post, backend.FakeContext('validator'))
+assert response['statusCode'] == 202, response
+(body,) = FakeAws.sent
+message = [{{'MessageId': str(uuid.uuid4()), 'Body': body}}]
+print(json.dumps({{
+    'validator': post,
+    'fraud_detector': backend.sqs_event(message, os.environ['TRANSACTION_QUEUE_URL']),
+    'failed_handler': backend.sqs_event(message, {dlq_url!r}),
+}}))
+"""
+_BASELINE_CHILD = (
+    _GC_PROBE
+    + """
 w0, c0 = time.perf_counter(), time.process_time()
 import boto3
 {calls}
 w1, c1 = time.perf_counter(), time.process_time()
 import json
-print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0}}))
+print(json.dumps({{'wall': w1 - w0, 'cpu': c1 - c0, 'gc': _gc[0]}}))
 """
+)
 
 
 def _lambda_env(service: str) -> dict[str, str]:
@@ -130,6 +228,14 @@ def _lambda_env(service: str) -> dict[str, str]:
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
             "PYTHONDONTWRITEBYTECODE": "1",
+            # What the stack sets besides resource names (the first request reads its settings).
+            "ENVIRONMENT_SUFFIX": "bench",
+            "MERCHANT_CACHE_TTL_SECONDS": "60",
+            "MERCHANT_INDEX_NAME": "merchant-index",
+            "MERCHANT_INDEX_SHARDS": "4",
+            "FRAUD_STATE_SHARDS": "16",
+            "FRAUD_PROFILE_CACHE_SECONDS": "60",
+            **FAKE_RESOURCE_ENVIRONMENT,
         }
     )
     return env
@@ -176,6 +282,17 @@ class HandlerRuns:
     without_bytecode: list[float] = field(default_factory=list)
     without_bytecode_ratios: list[float] = field(default_factory=list)
     modules_compiled: int = 0
+    # The collector's pauses within the timed span (seconds): handler child, baseline child.
+    gc_handler: list[float] = field(default_factory=list)
+    gc_baseline: list[float] = field(default_factory=list)
+    # The first request served right after init, in the same child (seconds, wall), and the sum.
+    first_request: list[float] = field(default_factory=list)
+    init_and_first_request: list[float] = field(default_factory=list)
+    # SnapStart's split (seconds, wall): import + init + before-snapshot hooks; after-restore hooks;
+    # the first request after them.
+    before_snapshot: list[float] = field(default_factory=list)
+    restore_hooks: list[float] = field(default_factory=list)
+    first_request_after_restore: list[float] = field(default_factory=list)
     # (component label, seconds per breakdown child): boto3 + clients first, then COMPONENTS, then REST
     breakdown: dict[str, list[float]] = field(default_factory=dict)
 
@@ -196,6 +313,14 @@ def _tracing_enabled() -> bool:
     return out.stdout.strip().endswith("True")
 
 
+def first_events() -> dict[str, dict[str, Any]]:
+    """Each handler's first event (see the module docstring), built in a child of its own."""
+    env = {**_lambda_env("validator"), "POWERTOOLS_TRACE_DISABLED": "true"}
+    dlq_url = f"https://sqs.us-east-2.amazonaws.com/{ACCOUNT_ID}/dlq"
+    events: dict[str, dict[str, Any]] = _run(_EVENTS_CHILD.format(dlq_url=dlq_url), env)
+    return events
+
+
 def run(mode: Mode) -> ColdStartResult:
     runs, warmup = (1, 0) if mode.quick else (11, 1)  # quick: proves it runs, one round
     # Fresh bytecode for our package, as for the installed libraries; PYTHONDONTWRITEBYTECODE keeps
@@ -205,18 +330,29 @@ def run(mode: Mode) -> ColdStartResult:
     for package in FUNCTION_PACKAGES:
         compileall.compile_dir(REPO_ROOT / "src" / package, quiet=1, invalidation_mode=BYTECODE_MODE)
     result = ColdStartResult(runs, warmup, {module: HandlerRuns() for module in HANDLERS}, _tracing_enabled())
+    events = first_events()
     with tempfile.TemporaryDirectory(prefix="cold-start-") as scratch:
-        _rounds(result, mode, warmup + runs, _source_only_tree(Path(scratch)))
+        _rounds(result, mode, warmup + runs, _source_only_tree(Path(scratch)), events)
     return result
 
 
-def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path) -> None:
+def _rounds(
+    result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path, events: dict[str, dict[str, Any]]
+) -> None:
     components = [name for name, _ in COMPONENTS]
     for round_number in range(rounds):
         for module, clients in HANDLERS.items():
-            env = _lambda_env(module.replace("_", "-"))
+            env = {
+                **_lambda_env(module.replace("_", "-")),
+                "TAP_BENCH_FIRST_EVENT": json.dumps(events[module]),
+            }
             aws_calls = "\n".join(f"clients.{c}()" for c in clients)
-            child = {"module": module, "calls": aws_calls, "components": components}
+            child = {
+                "module": module,
+                "calls": aws_calls,
+                "components": components,
+                "first_request": _FIRST_REQUEST,
+            }
             children = {
                 "base": (_BASELINE_CHILD.format(calls="\n".join(_BASELINE_CALLS[c] for c in clients)), env),
                 "mine": (_HANDLER_CHILD.format(**child, tree=""), env),
@@ -225,11 +361,12 @@ def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path)
                     _HANDLER_CHILD.format(**child, tree=str(source_tree)),
                     {**env, "PYTHONPATH": f"{source_tree}:{env['PYTHONPATH']}"},
                 ),
+                "snap": (_SNAPSTART_CHILD.format(module=module, first_request=_FIRST_REQUEST), env),
             }
             order = list(children)
             shift = round_number % len(order)  # no child always runs first, after a cooler machine
             results = {name: _run(*children[name]) for name in order[shift:] + order[:shift]}
-            base, mine, cold = results["base"], results["mine"], results["cold"]
+            base, mine, cold, snap = results["base"], results["mine"], results["cold"], results["snap"]
             if round_number < result.warmup_rounds:
                 continue  # first children warm the page cache for both sides
             runs_of = result.handlers[module]
@@ -240,6 +377,13 @@ def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path)
             runs_of.without_bytecode.append(cold["wall"])
             runs_of.without_bytecode_ratios.append(cold["wall"] / base["wall"])
             runs_of.modules_compiled = cold["from_tree"]
+            runs_of.gc_handler.append(mine["gc"])
+            runs_of.gc_baseline.append(base["gc"])
+            runs_of.first_request.append(mine["first"])
+            runs_of.init_and_first_request.append(mine["wall"] + mine["first"])
+            runs_of.before_snapshot.append(snap["before_snapshot"])
+            runs_of.restore_hooks.append(snap["restore_hooks"])
+            runs_of.first_request_after_restore.append(snap["first"])
             if round_number % 2 == 0 or mode.quick:  # every other round: enough for a median
                 parts = _run(
                     _BREAKDOWN_CHILD.format(module=module, calls=aws_calls, components=mine["components"]),
@@ -250,7 +394,9 @@ def _rounds(result: ColdStartResult, mode: Mode, rounds: int, source_tree: Path)
                     runs_of.breakdown.setdefault(label, []).append(seconds)
 
 
-TARGET_RATIO = 1.3
+# Issue 13: at most 1.5x the boto3 + clients baseline, pydantic and the X-Ray SDK kept, nothing
+# deferred to the first request (it was 1.3x, which issue 6 could not meet with pydantic).
+TARGET_RATIO = 1.5
 
 
 def summary(result: ColdStartResult) -> list[tuple[str, float, float, float, bool]]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
 from lib.layer import DEFAULT_LAYER_DIR, REPO_ROOT, layer_problem
+from tap_contract.environment import HANDLERS, VALIDATOR
 
 DEFAULT_REGION = "us-east-2"
 DEFAULT_SUFFIX = "dev"
@@ -70,6 +72,8 @@ class StackSettings:
     # API Gateway's CloudWatch role is one setting per account and region (lib/components/api.py):
     # True, this stack sets it and keeps it when destroyed; False, another stack owns it.
     manage_api_gateway_account: bool = True
+    # The functions whose published versions Lambda snapshots (SnapStart); see DEFAULT_SNAP_START.
+    snap_start_functions: frozenset[str] = field(default_factory=lambda: DEFAULT_SNAP_START)
 
     def __post_init__(self) -> None:
         if self.reconciler_schedule_minutes > MAX_RECONCILER_SCHEDULE_MINUTES:
@@ -132,6 +136,36 @@ RESERVED_COVERS_MAXIMUM = (
     ("fraudDetectorReservedConcurrency", "fraudDetectorMaxConcurrency"),
     ("failedHandlerReservedConcurrency", "failedHandlerMaxConcurrency"),
 )
+
+
+# SnapStart (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html) is on by default for the
+# validator only: it answers the API, where a cold start is a client waiting. The two SQS consumers
+# are off by default: their cold starts are rare (a container serves batch after batch) and off any
+# caller's latency path (a message waits in the queue either way); so is the reconciler, a
+# scheduled run every few minutes that nobody waits on. SnapStart for Python is
+# not free: Lambda bills caching each published version's snapshot for as long as the version
+# exists and every restore from it
+# (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html#snapstart-pricing,
+# https://aws.amazon.com/lambda/pricing/). Config `snapStart`: an object of function -> true/false
+# over these defaults, e.g. pulumi config set --path 'snapStart["fraud-detector"]' true
+DEFAULT_SNAP_START: frozenset[str] = frozenset({VALIDATOR})
+
+
+def snap_start_functions(configured: Any) -> frozenset[str]:
+    """The functions with SnapStart: DEFAULT_SNAP_START, changed by `snapStart` ({function: bool})."""
+    if configured is None:
+        return DEFAULT_SNAP_START
+    if not isinstance(configured, dict) or not all(isinstance(v, bool) for v in configured.values()):
+        raise ConfigError(
+            "snapStart must be an object of function name -> true/false, e.g. "
+            "pulumi config set --path 'snapStart[\"fraud-detector\"]' true"
+        )
+    unknown = sorted(set(configured) - set(HANDLERS))
+    if unknown:
+        raise ConfigError(
+            f"snapStart names unknown functions {unknown}; the functions are {sorted(HANDLERS)}"
+        )
+    return frozenset(name for name in HANDLERS if configured.get(name, name in DEFAULT_SNAP_START))
 
 
 def resolve_environment_suffix(configured: str | None) -> str:
@@ -205,6 +239,7 @@ def load_settings() -> StackSettings:
         function_layer_dir=function_layer_dir(config.get("functionLayerDir")),
         seed_test_merchant=config.get_bool("seedTestMerchant") is not False,
         manage_api_gateway_account=config.get_bool("manageApiGatewayAccount") is not False,
+        snap_start_functions=snap_start_functions(config.get_object("snapStart")),
     )
 
 

@@ -157,11 +157,32 @@ class AwsLikeAnswers:
     def _table(self, r: _NewResource) -> _State:
         return r.physical, {"arn": self.arn("dynamodb", f"table/{r.physical}"), "name": r.physical}
 
+    def _invoke_arn(self, function_arn: str) -> str:
+        """What API Gateway's integration URI names to invoke ``function_arn`` (qualified or not)."""
+        path = f"path/2015-03-31/functions/{function_arn}/invocations"
+        return f"arn:{self.partition}:apigateway:{self.region}:lambda:{path}"
+
     def _function(self, r: _NewResource) -> _State:
         arn = self.arn("lambda", f"function:{r.physical}")
-        invoke_path = f"path/2015-03-31/functions/{arn}/invocations"
-        invoke_arn = f"arn:{self.partition}:apigateway:{self.region}:lambda:{invoke_path}"
-        return r.physical, {"arn": arn, "invokeArn": invoke_arn, "name": r.physical}
+        # With publish, CreateFunction publishes version 1; without, only $LATEST exists.
+        version = "1" if r.inputs.get("publish") else "$LATEST"
+        qualified = f"{arn}:{version}"
+        return r.physical, {
+            "arn": arn,
+            "invokeArn": self._invoke_arn(arn),
+            "name": r.physical,
+            "version": version,
+            "qualifiedArn": qualified,
+            "qualifiedInvokeArn": self._invoke_arn(qualified),
+        }
+
+    def _alias(self, r: _NewResource) -> _State:
+        """An alias ARN is its function's ARN qualified with the alias name; ``functionName`` may be
+        the function's name or its (unqualified) ARN, as CreateAlias accepts both."""
+        function = str(r.inputs.get("functionName") or "")
+        function_arn = function if function.startswith("arn:") else self.arn("lambda", f"function:{function}")
+        arn = f"{function_arn}:{r.inputs.get('name')}"
+        return arn, {"arn": arn, "invokeArn": self._invoke_arn(arn)}
 
     def _layer_version(self, r: _NewResource) -> _State:
         layer = self.arn("lambda", f"layer:{r.inputs.get('layerName')}")
@@ -316,6 +337,7 @@ _STATE_BUILDERS: dict[str, Callable[[AwsLikeAnswers, _NewResource], _State]] = {
     "aws:sns/topic:Topic": AwsLikeAnswers._topic,
     "aws:dynamodb/table:Table": AwsLikeAnswers._table,
     "aws:lambda/function:Function": AwsLikeAnswers._function,
+    "aws:lambda/alias:Alias": AwsLikeAnswers._alias,
     "aws:lambda/layerVersion:LayerVersion": AwsLikeAnswers._layer_version,
     "aws:apigateway/restApi:RestApi": AwsLikeAnswers._rest_api,
     "aws:apigateway/stage:Stage": AwsLikeAnswers._stage,

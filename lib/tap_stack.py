@@ -105,7 +105,9 @@ class TapStack(pulumi.ComponentResource):
                 context=context,
                 kms_key_arn=key_arn,
                 validator_function_name=functions.validator.name,
-                validator_invoke_arn=functions.validator.invoke_arn,
+                # The alias, never $LATEST: the API invokes the published version (SnapStart's).
+                validator_alias_name=functions.validator_alias.name,
+                validator_invoke_arn=functions.validator_alias.invoke_arn,
                 request_schema=transaction_request_schema(),
             ),
             child,
@@ -116,7 +118,8 @@ class TapStack(pulumi.ComponentResource):
             ScheduleArgs(
                 context=context,
                 kms_key_arn=key_arn,
-                function_arn=functions.functions[RECONCILER].arn,
+                # The alias, never $LATEST: Scheduler runs the published version.
+                function_arn=functions.aliases[RECONCILER].arn,
                 dead_letter_queue_arn=messaging.async_failure_dlq.arn,
                 rate_minutes=settings.reconciler_schedule_minutes,
             ),

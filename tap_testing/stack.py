@@ -49,3 +49,24 @@ def fake_built_layer(layer_dir: Path, versions: dict[str, str] | None = None) ->
     manifest = layer.manifest_for(layer_dir)
     (layer_dir / layer.MANIFEST_NAME).write_text(json.dumps(manifest))
     return layer_dir
+
+
+ALIAS = "aws:lambda/alias:Alias"
+
+
+def alias_of(graph: StackGraph, key: str) -> RecordedResource:
+    """The alias of function ``key`` (validator, fraud-detector, ...) that everything invokes."""
+    return graph.one(ALIAS, f"{key}-alias")
+
+
+def function_invoked_by(graph: StackGraph, reference: str) -> RecordedResource:
+    """The function behind an alias ARN or an alias's invoke ARN (the stack invokes only aliases)."""
+    for alias in graph.of_type(ALIAS):
+        if reference in (alias.state["arn"], alias.state["invokeArn"]):
+            target = alias.inputs["functionName"]
+            return next(
+                f
+                for f in graph.of_type("aws:lambda/function:Function")
+                if target in (f.state["name"], f.state["arn"])
+            )
+    raise LookupError(f"{reference} is no alias of the stack")

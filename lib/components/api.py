@@ -47,6 +47,9 @@ class ApiArgs:
     context: AwsContext
     kms_key_arn: pulumi.Input[str]
     validator_function_name: pulumi.Input[str]
+    # The validator's alias (lib/components/functions.py): its name qualifies the invoke permission,
+    # its invoke ARN is the integration URI, so API Gateway calls the published version, not $LATEST.
+    validator_alias_name: pulumi.Input[str]
     validator_invoke_arn: pulumi.Input[str]
     request_schema: dict[str, Any]
 
@@ -173,6 +176,10 @@ class Api(TaggedComponent):
                 resource_name,
                 action="lambda:InvokeFunction",
                 function=args.validator_function_name,
+                # Scoped to the alias the integration invokes: a permission with an alias name lets
+                # the principal invoke that alias's ARN and nothing else of the function
+                # (https://docs.aws.amazon.com/lambda/latest/dg/using-aliases.html).
+                qualifier=args.validator_alias_name,
                 principal="apigateway.amazonaws.com",
                 source_arn=pulumi.Output.concat(
                     self.rest_api.execution_arn, "/", stage_name, "/", method, path

@@ -64,6 +64,14 @@ SQS_CONSUMER_ACTIONS = [
     "sqs:ChangeMessageVisibility",
 ]
 SQS_BATCHING_WINDOW_SECONDS = 1
+# Every function publishes a version on each change and is invoked only through this alias, never
+# through $LATEST: SnapStart runs only on published versions and aliases that point at one
+# (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html, "Supported features and
+# limitations"), and an alias is what a rollback moves (README, Operations).
+ALIAS_NAME = "live"
+# /tmp size, stated because SnapStart refuses ephemeral storage above 512 MB (same page); 512 is
+# also Lambda's default and what the functions need (they write nothing to /tmp).
+EPHEMERAL_STORAGE_MB = 512
 
 
 def stale_received_fail_after_seconds(settings: StackSettings) -> int:
@@ -102,6 +110,9 @@ class FunctionSpec:
     statements: list[iam.Statement]
     kms_services: list[str]
     reserved_concurrency: int
+    # Whether Lambda snapshots each published version (config `snapStart`, lib/config.py); taken from
+    # the settings by `_function`, so a new spec needs nothing for it.
+    snap_start: bool = False
 
 
 class Functions(TaggedComponent):
@@ -134,6 +145,9 @@ class Functions(TaggedComponent):
         self.card_key_rotation: aws.secretsmanager.SecretRotation | None = None
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
+        # The alias ALIAS_NAME of each function: what the API, its invoke permission and the event
+        # source mappings name (never the unqualified function, which would run $LATEST).
+        self.aliases: dict[str, aws.lambda_.Alias] = {}
         # Functions fed by an SQS event source mapping: their failures are per record (F15).
         self.queue_consumers: set[str] = set()
         self.roles: dict[str, aws.iam.Role] = {}
@@ -143,6 +157,7 @@ class Functions(TaggedComponent):
         self.validator = self.functions[VALIDATOR]
         if self.rotates_card_key:
             self._rotate_card_key()
+        self.validator_alias = self.aliases[VALIDATOR]
         self._sqs_trigger(
             FRAUD_DETECTOR,
             args.messaging.transaction_queue,
@@ -153,7 +168,12 @@ class Functions(TaggedComponent):
             args.messaging.transaction_dlq,
             ctx.settings.failed_handler_max_concurrency,
         )
-        self.register_outputs({key: fn.name for key, fn in self.functions.items()})
+        self.register_outputs(
+            {
+                **{key: fn.name for key, fn in self.functions.items()},
+                **{f"{key}-alias": alias.arn for key, alias in self.aliases.items()},
+            }
+        )
 
     def _warn_if_cold_starts_compile(self, layer_dir: str) -> None:
         """Bytecode is only written by the runtime's Python version; deploying without it works,
@@ -256,11 +276,13 @@ class Functions(TaggedComponent):
         """Secrets Manager may invoke the rotation function for this secret only, from this account,
         and rotates the secret every ``cardKeyRotationDays`` (and once when the rotation is created)."""
         args, ctx = self._args, self._args.context
-        function = self.functions[KEY_ROTATION]
+        function, alias = self.functions[KEY_ROTATION], self.aliases[KEY_ROTATION]
+        # Like every invoker, Secrets Manager calls the alias, never $LATEST.
         permission = aws.lambda_.Permission(
             "key-rotation-invoke-permission",
             action="lambda:InvokeFunction",
             function=function.name,
+            qualifier=alias.name,
             principal="secretsmanager.amazonaws.com",
             source_arn=args.card_fingerprint_secret_arn,
             source_account=ctx.account_id,
@@ -269,9 +291,9 @@ class Functions(TaggedComponent):
         self.card_key_rotation = aws.secretsmanager.SecretRotation(
             "card-fingerprint-secret-rotation",
             secret_id=args.card_fingerprint_secret_arn,
-            rotation_lambda_arn=function.arn,
+            rotation_lambda_arn=alias.arn,
             rotation_rules={"automatically_after_days": ctx.settings.card_key_rotation_days},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, function]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, alias]),
         )
 
     def _validator_spec(self) -> FunctionSpec:
@@ -454,6 +476,7 @@ class Functions(TaggedComponent):
             opts=child,
         )
         environment = self._environment(spec.key)
+        snap_start = spec.snap_start or spec.key in ctx.settings.snap_start_functions
         function = aws.lambda_.Function(
             f"{spec.key}-function",
             name=function_name,
@@ -465,10 +488,18 @@ class Functions(TaggedComponent):
             role=role.arn,
             memory_size=MEMORY_MB,
             timeout=TIMEOUT_SECONDS,
+            ephemeral_storage={"size": EPHEMERAL_STORAGE_MB},
             reserved_concurrent_executions=spec.reserved_concurrency,
             layers=self.layers,
             environment={"variables": environment},
+            # Also encrypts the SnapStart snapshots: Lambda uses the function's customer managed
+            # key for them instead of an AWS managed key
+            # (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-security.html).
             kms_key_arn=args.kms_key_arn,
+            # A new version on every change of code or configuration, which the alias then names.
+            publish=True,
+            # No provisioned concurrency anywhere in the stack: SnapStart does not support it.
+            snap_start={"apply_on": "PublishedVersions"} if snap_start else None,
             tracing_config={"mode": "Active"},
             vpc_config={
                 "subnet_ids": list(args.subnet_ids),
@@ -482,6 +513,16 @@ class Functions(TaggedComponent):
         self.log_groups[spec.key] = log_group
         self.roles[spec.key] = role
         self.functions[spec.key] = function
+        self.aliases[spec.key] = aws.lambda_.Alias(
+            f"{spec.key}-alias",
+            name=ALIAS_NAME,
+            description=f"The version of {function_name} that serves traffic",
+            function_name=function.name,
+            # The version this update published (publish=True); with SnapStart, the one Lambda
+            # snapshotted. Pulumi moves the alias only once that version exists.
+            function_version=function.version,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _vpc_network_interface_statements(self, function_name: str) -> list[iam.Statement]:
         """What Lambda's ENI management does with the function's role, and no more (lib/iam.py).
@@ -525,7 +566,9 @@ class Functions(TaggedComponent):
         aws.lambda_.EventSourceMapping(
             f"{key}-queue-trigger",
             event_source_arn=queue.arn,
-            function_name=self.functions[key].arn,
+            # The alias, so the pollers invoke the published version (with its snapshot when
+            # SnapStart is on), never $LATEST.
+            function_name=self.aliases[key].arn,
             batch_size=SQS_BATCH_SIZE,
             maximum_batching_window_in_seconds=SQS_BATCHING_WINDOW_SECONDS,
             function_response_types=["ReportBatchItemFailures"],
@@ -535,5 +578,5 @@ class Functions(TaggedComponent):
             # take the concurrency these pollers count on (checkov CKV_AWS_115).
             scaling_config={"maximum_concurrency": max_concurrency},
             tags=self.tags(f"{key}-trigger"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key]]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.functions[key], self.aliases[key]]),
         )

@@ -100,8 +100,32 @@ def function_specs(graph: StackGraph) -> list[FunctionSpec]:
     ]
 
 
+def invoked_function(graph: StackGraph, reference: str) -> str:
+    """The (unqualified) ARN of the function that ``reference`` invokes: an alias ARN (what the
+    stack's API integration and event source mappings name), a function ARN qualified with a
+    version, or the function's own ARN. Locally every function runs one version, its source, so an
+    alias or version resolves to the function; a reference to nothing the stack defines is an error,
+    as it would be in AWS."""
+    functions = {f.state["arn"]: f for f in graph.of_type("aws:lambda/function:Function")}
+    by_name = {f.state["name"]: arn for arn, f in functions.items()}
+    aliases = {a.state["arn"]: a for a in graph.of_type("aws:lambda/alias:Alias")}
+    if reference in aliases:
+        target = str(aliases[reference].inputs["functionName"])
+        return target if target in functions else by_name[target]
+    unqualified = ":".join(reference.split(":")[:7])  # arn:aws:lambda:<region>:<account>:function:<name>
+    if unqualified in functions:
+        return unqualified
+    raise LookupError(f"{reference} names no function or alias of the stack")
+
+
+def integration_target(uri: str) -> str:
+    """The function (or alias) ARN an API Gateway Lambda integration URI invokes."""
+    return uri.split("/functions/", 1)[1].removesuffix("/invocations")
+
+
 def mapping_specs(graph: StackGraph) -> list[tuple[str, MappingSpec]]:
-    """(function ARN, mapping) for every SQS event source mapping the stack defines."""
+    """(function ARN, mapping) for every SQS event source mapping the stack defines; the mapping
+    names the function's alias, resolved here to the function that runs."""
     queues = {q.state["arn"]: q for q in graph.of_type("aws:sqs/queue:Queue")}
     mappings = []
     for mapping in graph.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
@@ -109,7 +133,7 @@ def mapping_specs(graph: StackGraph) -> list[tuple[str, MappingSpec]]:
         source = queues[inputs["eventSourceArn"]]
         mappings.append(
             (
-                inputs["functionName"],
+                invoked_function(graph, inputs["functionName"]),
                 MappingSpec(
                     queue_url=source.state["url"],
                     queue_arn=source.state["arn"],
@@ -259,7 +283,8 @@ class LocalPipeline:
             poller.start()
             self.pollers.append(poller)
         for schedule in schedule_specs(self.graph, self.config.schedule_interval_seconds):
-            timer = ScheduleTimer(schedule, by_arn[schedule.target_arn], self._log_scheduled_run)
+            target = by_arn[invoked_function(self.graph, schedule.target_arn)]  # the reconciler's alias
+            timer = ScheduleTimer(schedule, target, self._log_scheduled_run)
             timer.start()
             self.timers.append(timer)
 
@@ -281,8 +306,9 @@ class LocalPipeline:
             for path in document["paths"].values()
             for op in path.values()
         }
-        (uri,) = integration_uris  # one function behind every route
-        workers = next(w for w in self.workers.values() if w.spec.arn in uri)
+        (uri,) = integration_uris  # one function (its alias) behind every route
+        function_arn = invoked_function(self.graph, integration_target(uri))
+        workers = next(w for w in self.workers.values() if w.spec.arn == function_arn)
         assert self.api is not None
         self.api.serve(document, stage.inputs["stageName"], rest_api.id, api_key_plans(self.graph), workers)
 

@@ -28,6 +28,9 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         "| fraud_detector |",
         "| failed_handler |",
         "import+init without bytecode",
+        "| handler | import+init | first request | init + first request |",
+        "before the snapshot: import+init+hooks",
+        "after a restore: hooks",
         "| 100 |",
         "Cache refresh, measured once",
         "| process | CPU ms per transaction | share |",
@@ -42,3 +45,24 @@ def test_quick_mode_runs_every_benchmark_and_reports_its_figures(tmp_path):
         not (REPO_ROOT / "BENCHMARKS.md").exists()
         or "--mode full" in (REPO_ROOT / "BENCHMARKS.md").read_text()
     )
+
+
+def test_cold_start_alone_replaces_section_1_and_its_summary_rows_and_keeps_the_rest(tmp_path):
+    output = tmp_path / "bench.md"
+    earlier = (REPO_ROOT / "BENCHMARKS.md").read_text()
+    output.write_text(earlier)
+    result = run_module(
+        "bench", "--mode", "quick", "--only", "cold-start", "--output", str(output), timeout=300
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert "regenerated alone by `python -m bench --mode quick --only cold-start`" in report
+    assert "| handler | import+init | first request | init + first request |" in report
+    # Every other section is the earlier run's, byte for byte.
+    assert (
+        report[report.index("## 2. ") : report.index("## Summary of targets")]
+        == (earlier[earlier.index("## 2. ") : earlier.index("## Summary of targets")])
+    )
+    assert report.count("| cold start ") == 3
+    assert "<= 1.5x baseline" in report

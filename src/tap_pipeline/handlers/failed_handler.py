@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from tap_contract.environment import FAILED_HANDLER
+
 # The main path is imported at init (the package docstring says why).
-from tap_pipeline import failures, idempotency
+from tap_pipeline import failures, idempotency, snapstart
 from tap_pipeline.batch import LoggingBatchProcessor
+from tap_pipeline.handlers import finish_init
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.settings import failed_handler_settings
 
@@ -61,3 +64,9 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+# SnapStart hooks (off for this function by default: lib/config.py says why); they cost nothing unless
+# Lambda calls them.
+snapstart.install(FAILED_HANDLER)
+finish_init()  # last: the collector is back on, init's objects frozen (tap_pipeline.handlers)

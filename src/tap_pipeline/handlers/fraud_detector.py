@@ -10,11 +10,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from tap_contract.api import Status
+from tap_contract.environment import FRAUD_DETECTOR
 from tap_contract.messages import TransactionMessage
 
 # The main path is imported at init (the package docstring says why).
-from tap_pipeline import idempotency, rules, scoring
+from tap_pipeline import idempotency, rules, scoring, snapstart
 from tap_pipeline.batch import LoggingBatchProcessor, PoisonMessage
+from tap_pipeline.handlers import finish_init
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.settings import fraud_detector_settings
 
@@ -84,3 +86,9 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     finally:
         # Statuses are committed by now; the profile contributions of the batch go in one write.
         scoring.flush_profile()
+
+
+# SnapStart hooks (off for this function by default: lib/config.py says why); they cost nothing unless
+# Lambda calls them.
+snapstart.install(FRAUD_DETECTOR)
+finish_init()  # last: the collector is back on, init's objects frozen (tap_pipeline.handlers)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from tap_contract import metrics as metric_names
-from tap_pipeline import key_rotation
+from tap_contract.environment import KEY_ROTATION
+from tap_pipeline import key_rotation, snapstart
+from tap_pipeline.handlers import finish_init
 from tap_pipeline.observability import MetricUnit, logger, metrics, tracer
 
 
@@ -31,3 +33,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
         metrics.add_metric(name=metric_names.KEY_ROTATED, unit=MetricUnit.Count, value=1)
     logger.info("key rotation step done", extra=outcome.as_dict())
     return outcome.as_dict()
+
+
+# SnapStart hooks (off for this function by default: it runs a few times a quarter); they cost
+# nothing unless Lambda calls them.
+snapstart.install(KEY_ROTATION)
+finish_init()  # last: the collector is back on, init's objects frozen (tap_pipeline.handlers)

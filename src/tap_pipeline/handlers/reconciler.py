@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from tap_contract import metrics as metric_names
+from tap_contract.environment import RECONCILER
 
 # The main path is imported at init (the package docstring says why).
-from tap_pipeline import idempotency, reconcile
+from tap_pipeline import idempotency, reconcile, snapstart
+from tap_pipeline.handlers import finish_init
 from tap_pipeline.observability import MetricUnit, count_with_dimension, logger, metrics, tracer
 from tap_pipeline.settings import reconciler_settings
 
@@ -39,3 +41,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if result.errors:
         raise ReconcileIncomplete(f"{len(result.errors)} stale records not reconciled: {result.errors[:10]}")
     return summary
+
+
+# SnapStart hooks (off for this function by default: lib/config.py says why); they cost nothing unless
+# Lambda calls them.
+snapstart.install(RECONCILER)
+finish_init()  # last: the collector is back on, init's objects frozen (tap_pipeline.handlers)

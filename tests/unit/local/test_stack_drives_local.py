@@ -125,3 +125,26 @@ def test_rotate_key_runs_the_stacks_rotation_function_against_the_running_pipeli
         pipeline.config.workdir / "logs" / f"{rotation.function_spec_of(pipeline.config.workdir)['name']}.log"
     )
     assert "finishSecret: AWSCURRENT moved to the new version" in log.read_text()
+
+
+def test_the_api_and_the_pollers_resolve_the_aliases_the_stack_invokes_to_their_functions():
+    """Issue 13: the stack names aliases (`...:function:<name>:live`), never $LATEST; locally each
+    function runs one version, its source, so an alias resolves to its function, and a reference to
+    an alias the stack does not define is refused rather than guessed."""
+    from tap_local.pipeline import integration_target, invoked_function, mapping_specs
+    from tap_testing.stack import alias_of, evaluate_stack
+
+    graph = evaluate_stack()
+    validator = graph.one("aws:lambda/function:Function", "validator-function").state["arn"]
+    document = json.loads(graph.one("aws:apigateway/restApi:RestApi", "rest-api").inputs["body"])
+    uri = document["paths"]["/transaction"]["post"]["x-amazon-apigateway-integration"]["uri"]
+    assert integration_target(uri) == alias_of(graph, "validator").state["arn"] == f"{validator}:live"
+    assert invoked_function(graph, integration_target(uri)) == validator
+    assert invoked_function(graph, f"{validator}:1") == validator  # a qualified version
+    consumers = {
+        graph.one("aws:lambda/function:Function", f"{key}-function").state["arn"]
+        for key in ("fraud-detector", "failed-handler")
+    }
+    assert {function_arn for function_arn, _ in mapping_specs(graph)} == consumers
+    with pytest.raises(LookupError, match="names no function or alias"):
+        invoked_function(graph, validator.replace("validator", "payments") + ":live")

@@ -258,3 +258,13 @@ def test_a_reconciler_schedule_beyond_what_its_alarm_can_evaluate_is_refused():
         StackSettings(
             environment_suffix="dev", region="us-east-2", alert_email="", reconciler_schedule_minutes=721
         )
+
+
+def test_snapstart_is_on_for_the_validator_unless_config_says_otherwise(config):
+    config({"alertEmail": "ops@example.com"})
+    assert load_settings().snap_start_functions == {"validator"}
+    config({"alertEmail": "ops@example.com", "snapStart": '{"validator": false, "fraud-detector": true}'})
+    assert load_settings().snap_start_functions == {"fraud-detector"}
+    config({"alertEmail": "ops@example.com", "snapStart": '{"reconcilier": true}'})
+    with pytest.raises(ConfigError, match="snapStart names unknown functions"):
+        load_settings()

@@ -34,7 +34,8 @@ def test_the_secret_rotates_with_the_rotation_function_every_90_days_by_default(
     secret = graph.one(SECRET, "card-fingerprint-secret")
     (rotation,) = graph.of_type(ROTATION)
     assert rotation.inputs["secretId"] == secret.state["arn"]
-    assert rotation.inputs["rotationLambdaArn"] == rotation_function(graph).state["arn"]
+    # Through its alias, like every invoker of every function (issue 13), never $LATEST.
+    assert rotation.inputs["rotationLambdaArn"] == f"{rotation_function(graph).state['arn']}:live"
     assert rotation.inputs["rotationRules"] == {"automaticallyAfterDays": 90}
 
 
@@ -62,6 +63,7 @@ def test_only_secrets_manager_may_invoke_the_rotation_function_and_only_for_this
     assert permission.inputs["function"] == rotation_function(graph).inputs["name"]
     assert permission.inputs["sourceArn"] == secret
     assert permission.inputs["sourceAccount"] == "123456789012"
+    assert permission.inputs["qualifier"] == "live"
 
 
 def test_the_rotation_role_may_rotate_that_one_secret_and_nothing_else(graph):

@@ -90,11 +90,16 @@ def test_no_account_id_or_environment_name_is_hard_coded_in_the_program():
 
 
 def test_every_named_resource_carries_the_environment_suffix(eu_graph):
+    # A Lambda alias's name is scoped to its function: its ARN is the function's (suffixed) ARN
+    # plus the alias name, so the name itself ("live") carries no suffix; its ARN does.
+    aliases = eu_graph.of_type("aws:lambda/alias:Alias")
+    assert aliases and all(UNUSUAL_SUFFIX in alias.state["arn"] for alias in aliases)
     named = [
         (r.type, r.name, key, r.inputs[key])
         for r in eu_graph.custom_resources()
         for key in NAME_INPUTS
-        if isinstance(r.inputs.get(key), str) and r.type != "aws:apigateway/account:Account"
+        if isinstance(r.inputs.get(key), str)
+        and r.type not in ("aws:apigateway/account:Account", "aws:lambda/alias:Alias")
     ]
     assert len(named) > 40
     missing = [entry for entry in named if UNUSUAL_SUFFIX not in entry[3]]

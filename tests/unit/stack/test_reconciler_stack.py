@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tap_contract import tables
-from tap_testing.stack import as_list, evaluate_stack, statements_of
+from tap_testing.stack import alias_of, as_list, evaluate_stack, function_invoked_by, statements_of
 
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 FUNCTION = "aws:lambda/function:Function"
@@ -25,6 +25,8 @@ def test_the_pending_index_is_sparse_keys_only_and_keyed_by_shard_and_pending_ti
 def test_eventbridge_scheduler_invokes_the_reconciler_every_five_minutes_through_its_own_role(graph):
     (schedule,) = graph.of_type(SCHEDULE)
     reconciler = graph.one(FUNCTION, "reconciler-function")
+    # Scheduler invokes the reconciler's alias (issue 13: never $LATEST), and may invoke only that.
+    alias = alias_of(graph, "reconciler")
     (key,) = graph.of_type("aws:kms/key:Key")
     key_arn = key.state["arn"]
     async_dlq = graph.one("aws:sqs/queue:Queue", "async-failure-dlq").state["arn"]
@@ -34,7 +36,8 @@ def test_eventbridge_scheduler_invokes_the_reconciler_every_five_minutes_through
     assert inputs["state"] == "ENABLED"
     assert "kmsKeyArn" not in inputs  # no payload: a customer key would protect nothing
     target = inputs["target"]
-    assert target["arn"] == reconciler.state["arn"]
+    assert target["arn"] == alias.state["arn"]
+    assert function_invoked_by(graph, target["arn"]) is reconciler
     assert target["deadLetterConfig"] == {"arn": async_dlq}
     assert target["retryPolicy"]["maximumRetryAttempts"] == 2
 
@@ -47,7 +50,7 @@ def test_eventbridge_scheduler_invokes_the_reconciler_every_five_minutes_through
         (a, r) for s in statements_of(policy) for a in as_list(s["Action"]) for r in as_list(s["Resource"])
     }
     assert granted == {
-        ("lambda:InvokeFunction", reconciler.state["arn"]),
+        ("lambda:InvokeFunction", alias.state["arn"]),
         ("sqs:SendMessage", async_dlq),
         ("kms:Decrypt", key_arn),
         ("kms:GenerateDataKey", key_arn),

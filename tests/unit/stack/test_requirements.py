@@ -18,7 +18,7 @@ from lib.config import StackSettings
 from lib.graph import AwsLikeAnswers, StackGraph
 from lib.packaging import FUNCTION_PACKAGES, FUNCTION_SOURCE_ROOT, function_source_files
 from tap_testing.imports import imports_of
-from tap_testing.stack import as_list, fake_built_layer, statements_of
+from tap_testing.stack import alias_of, as_list, fake_built_layer, function_invoked_by, statements_of
 
 FUNCTION = "aws:lambda/function:Function"
 QUEUE = "aws:sqs/queue:Queue"
@@ -117,11 +117,13 @@ def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(gra
         "in": "header",
     }
     assert document["x-amazon-apigateway-api-key-source"] == "HEADER"
-    # Both routes invoke the validator function itself (its invoke ARN), as a Lambda proxy.
+    # Both routes invoke the validator's alias (its invoke ARN, never $LATEST), as a Lambda proxy.
     validator = graph.one(FUNCTION, "validator-function")
+    alias = alias_of(graph, "validator")
     get = document["paths"]["/transaction/{transaction_id}"]["get"]
     for operation in (post, get):
-        assert operation["x-amazon-apigateway-integration"]["uri"] == validator.state["invokeArn"]
+        assert operation["x-amazon-apigateway-integration"]["uri"] == alias.state["invokeArn"]
+        assert function_invoked_by(graph, alias.state["invokeArn"]) is validator
         assert operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
     # ... and API Gateway may invoke it for exactly those routes of this API's stage.
     permissions = {p.name: p.inputs for p in graph.of_type("aws:lambda/permission:Permission")}
@@ -131,6 +133,7 @@ def test_p1_post_transaction_is_api_key_protected_and_throttled_for_1000_tps(gra
         ("invoke-get-transaction", "GET/transaction/*"),
     ):
         assert permissions[name]["function"] == validator.inputs["name"]
+        assert permissions[name]["qualifier"] == alias.inputs["name"] == "live"
         assert permissions[name]["principal"] == "apigateway.amazonaws.com"
         assert permissions[name]["sourceArn"] == f"{execution_arn}/unit/{route}"
 
@@ -159,7 +162,7 @@ def test_p1_get_transaction_route_documents_the_id_pattern_which_api_gateway_doe
     assert parameter["schema"]["pattern"] == request_schema["properties"]["transaction_id"]["pattern"]
     assert "does not enforce" in parameter["description"]
     uri = get["x-amazon-apigateway-integration"]["uri"]
-    assert uri == graph.one(FUNCTION, "validator-function").state["invokeArn"]
+    assert uri == alias_of(graph, "validator").state["invokeArn"]
 
 
 def test_p2_validator_reads_the_merchant_config_table(graph):
@@ -180,7 +183,7 @@ def test_p3_transaction_queue_has_300_second_visibility_timeout(graph):
 def test_p4_fraud_detector_is_triggered_by_the_transaction_queue(graph):
     mapping = graph.one(ESM, "fraud-detector-queue-trigger")
     assert mapping.inputs["eventSourceArn"] == queue(graph, "transaction-queue").state["arn"]
-    assert mapping.inputs["functionName"] == graph.one(FUNCTION, "fraud-detector-function").state["arn"]
+    assert mapping.inputs["functionName"] == alias_of(graph, "fraud-detector").state["arn"]
     assert functions(graph)["fraud-detector"]["handler"] == "tap_pipeline.handlers.fraud_detector.handler"
 
 
@@ -196,7 +199,7 @@ def test_p6_failed_handler_is_triggered_by_the_separate_dead_letter_queue(graph)
     mapping = graph.one(ESM, "failed-handler-queue-trigger")
     dlq = queue(graph, "transaction-dlq")
     assert mapping.inputs["eventSourceArn"] == dlq.state["arn"]
-    assert mapping.inputs["functionName"] == graph.one(FUNCTION, "failed-handler-function").state["arn"]
+    assert mapping.inputs["functionName"] == alias_of(graph, "failed-handler").state["arn"]
     redrive = json.loads(queue(graph, "transaction-queue").inputs["redrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq.state["arn"]
 
@@ -534,14 +537,14 @@ def test_c7_functions_have_512_mb_60_s_and_validator_reserved_concurrency_100(gr
 def test_queue_consumers_reserve_at_least_their_event_source_maximum_concurrency(graph):
     # CKV_AWS_115: the mapping's maximum concurrency caps pollers but reserves nothing; as wired,
     # each consumer's reservation covers what its pollers may start.
-    by_arn = {f.state["arn"]: f for f in graph.of_type(FUNCTION)}
     mappings = graph.of_type(ESM)
-    assert {by_arn[m.inputs["functionName"]].name for m in mappings} == {
+    assert {function_invoked_by(graph, m.inputs["functionName"]).name for m in mappings} == {
         "fraud-detector-function",
         "failed-handler-function",
     }
     for mapping in mappings:
-        reserved = by_arn[mapping.inputs["functionName"]].inputs["reservedConcurrentExecutions"]
+        function = function_invoked_by(graph, mapping.inputs["functionName"])
+        reserved = function.inputs["reservedConcurrentExecutions"]
         assert reserved >= mapping.inputs["scalingConfig"]["maximumConcurrency"]
 
 
@@ -696,7 +699,7 @@ def assert_every_hop_admits_1000_tps(graph: StackGraph) -> None:
             assert rate["limit"] >= tps * rate.get("evaluationWindowSec", 300), rule["name"]
     # Validator: the function the POST route invokes. Little's law: concurrency = rate x duration.
     uri = openapi(graph)["paths"]["/transaction"]["post"]["x-amazon-apigateway-integration"]["uri"]
-    (validator,) = [f for f in graph.of_type(FUNCTION) if f.state["invokeArn"] == uri]
+    validator = function_invoked_by(graph, uri)
     durations = DESIGN_BUDGET_MS
     assert validator.inputs["reservedConcurrentExecutions"] >= tps * durations["validator"] / 1000
     # Fraud detector: the mapping on the queue the validator sends to, capped by its max concurrency.
@@ -705,12 +708,12 @@ def assert_every_hop_admits_1000_tps(graph: StackGraph) -> None:
     (mapping,) = [
         m.inputs for m in graph.of_type(ESM) if m.inputs["eventSourceArn"] == work_queue.state["arn"]
     ]
-    assert mapping["functionName"] == graph.one(FUNCTION, "fraud-detector-function").state["arn"]
+    assert mapping["functionName"] == alias_of(graph, "fraud-detector").state["arn"]
     # The detector's budget is per batch of 10 (lib/components/functions.py SQS_BATCH_SIZE).
     assert mapping["batchSize"] == 10
     detector_concurrency = tps / mapping["batchSize"] * durations["fraud detector"] / 1000
     assert mapping["scalingConfig"]["maximumConcurrency"] >= detector_concurrency
-    detector = next(f for f in graph.of_type(FUNCTION) if f.state["arn"] == mapping["functionName"])
+    detector = function_invoked_by(graph, mapping["functionName"])
     assert detector.inputs["reservedConcurrentExecutions"] >= detector_concurrency
     # Nothing on the way has a provisioned cap: tables on demand, queue data keys cached (no KMS
     # call per message).
