@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 import snapshot_restore_py
 
-from tap_contract.environment import FAILED_HANDLER, FRAUD_DETECTOR, HANDLERS, RECONCILER, VALIDATOR
+from tap_contract.environment import (
+    FAILED_HANDLER,
+    FRAUD_DETECTOR,
+    HANDLERS,
+    KEY_ROTATION,
+    RECONCILER,
+    VALIDATOR,
+)
 from tap_pipeline import snapstart
 from tap_pipeline.data import clients, merchants, secrets
 from tap_testing.backend import TEST_MERCHANT, transaction
@@ -26,6 +33,7 @@ HANDLER_MODULES = {
     FRAUD_DETECTOR: "tap_pipeline.handlers.fraud_detector",
     FAILED_HANDLER: "tap_pipeline.handlers.failed_handler",
     RECONCILER: "tap_pipeline.handlers.reconciler",
+    KEY_ROTATION: "tap_pipeline.handlers.key_rotation",
 }
 Hook = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
