@@ -544,7 +544,7 @@ def _cost(r: Results) -> list[str]:
         f"Target <= {hot_merchant.TARGET_WRITES_PER_SECOND} writes/s on the busiest item: "
         f"{_verdict(r.hot_single.busiest_writes_per_second <= hot_merchant.TARGET_WRITES_PER_SECOND)}. "
         "(The GSI partitions are not items; DynamoDB's per-partition write limit is 1,000 WCU/s, and the "
-        "16 `merchant_shard` values and the 8 `pending_shard` values keep each well under it, whatever the "
+        "16 `merchant_shard` values and the 16 `pending_shard` values keep each well under it, whatever the "
         "number of merchants.)",
         "",
         "",
