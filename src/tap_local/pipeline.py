@@ -123,6 +123,18 @@ def integration_target(uri: str) -> str:
     return uri.split("/functions/", 1)[1].removesuffix("/invocations")
 
 
+def request_path_functions(graph: StackGraph) -> set[str]:
+    """Functions the API or an event source mapping invokes: their sandboxes start with the pipeline.
+    The others (the scheduled reconciler, the key rotation) start one when first invoked."""
+    targets = {function_arn for function_arn, _ in mapping_specs(graph)}
+    for rest_api in graph.of_type("aws:apigateway/restApi:RestApi"):
+        for path in json.loads(rest_api.inputs["body"])["paths"].values():
+            for operation in path.values():
+                uri = operation["x-amazon-apigateway-integration"]["uri"]
+                targets.add(invoked_function(graph, integration_target(uri)))
+    return targets
+
+
 def mapping_specs(graph: StackGraph) -> list[tuple[str, MappingSpec]]:
     """(function ARN, mapping) for every SQS event source mapping the stack defines; the mapping
     names the function's alias, resolved here to the function that runs."""
@@ -258,6 +270,7 @@ class LocalPipeline:
             # The functions reach "AWS" through the fault proxy; the pipeline's own calls do not.
             self.fault_proxy = FaultProxy(self.emulator.port, self.config.faults).start()
             endpoint_url = self.fault_proxy.endpoint_url
+        on_request_path = request_path_functions(self.graph)
         for spec in function_specs(self.graph):
             if self.config.function_timeout_seconds is not None:
                 spec = dataclasses.replace(spec, timeout_seconds=self.config.function_timeout_seconds)
@@ -266,7 +279,13 @@ class LocalPipeline:
                 **spec.process_environment(self.config.region, endpoint_url, CREDENTIALS),
             }
             log_path = self.config.workdir / "logs" / f"{spec.name}.log"
-            workers = FunctionWorkers(spec, environment, log_path, self.config.workers_per_function)
+            workers = FunctionWorkers(
+                spec,
+                environment,
+                log_path,
+                self.config.workers_per_function,
+                prewarm=spec.arn in on_request_path,
+            )
             self.workers[spec.name] = by_arn[spec.arn] = workers
         self._write_function_specs()
         for function_arn, mapping in mapping_specs(self.graph):

@@ -121,7 +121,17 @@ class _Sandbox:
 class FunctionWorkers:
     """A pool of sandboxes for one function; `invoke` blocks like a synchronous Lambda invoke."""
 
-    def __init__(self, spec: FunctionSpec, environment: dict[str, str], log_path: Path, concurrency: int):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        environment: dict[str, str],
+        log_path: Path,
+        concurrency: int,
+        prewarm: bool = True,
+    ):
+        """``prewarm``: start every sandbox now (functions on the request path); otherwise each
+        starts on demand, as Lambda starts an execution environment, up to ``concurrency`` (a
+        function invoked every few minutes or a few times a quarter holds no idle processes)."""
         self.spec = spec
         self._environment = {
             **environment,
@@ -132,7 +142,9 @@ class FunctionWorkers:
         self._all: list[_Sandbox] = []
         self._lock = threading.Lock()
         self._closed = False
-        for _ in range(concurrency):
+        self._concurrency = concurrency
+        self._prewarm = prewarm
+        for _ in range(concurrency if prewarm else 0):
             self._add_sandbox()
 
     def _add_sandbox(self) -> None:
@@ -145,7 +157,7 @@ class FunctionWorkers:
         sandbox.stop()
         with self._lock:
             self._all.remove(sandbox)
-        if not self._closed:
+        if not self._closed and self._prewarm:
             self._add_sandbox()
 
     def invoke(self, event: Any, fault: str | None = None, fault_after_seconds: float = 0.2) -> Invocation:
@@ -191,6 +203,13 @@ class FunctionWorkers:
     def _idle_sandbox(self) -> _Sandbox | None:
         """The next free sandbox, or None once the pool is closed (a caller never waits for ever)."""
         while not self._closed:
+            with contextlib.suppress(queue.Empty):
+                return self._idle.get_nowait()
+            with self._lock:
+                if len(self._all) < self._concurrency and not self._closed:
+                    started = _Sandbox(self._environment)  # a cold start, on demand
+                    self._all.append(started)
+                    return started
             with contextlib.suppress(queue.Empty):
                 return self._idle.get(timeout=0.2)
         return None

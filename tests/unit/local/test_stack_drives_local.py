@@ -84,6 +84,21 @@ def test_redrive_finds_the_stack_queues_from_the_outputs_file_alone(start_pipeli
     assert capsys.readouterr().out == "moved 1 message(s) from parking to transaction-dlq\n"
 
 
+def test_only_the_request_path_starts_warm_the_scheduled_and_rotation_functions_start_on_demand(
+    start_pipeline,
+):
+    pipeline = start_pipeline()
+    started = {name.split("-local")[0]: len(workers._all) for name, workers in pipeline.workers.items()}
+    workers = pipeline.config.workers_per_function
+    assert started == {
+        "tap-validator": workers,
+        "tap-fraud-detector": workers,
+        "tap-failed-handler": workers,
+        "tap-reconciler": 0,
+        "tap-key-rotation": 0,
+    }
+
+
 def test_stop_leaves_no_process_or_port_behind(start_pipeline):
     import socket
 

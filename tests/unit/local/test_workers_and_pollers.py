@@ -37,7 +37,7 @@ def make_workers(tmp_path: Path):
     (tmp_path / "sample_handlers.py").write_text(textwrap.dedent(HANDLERS))
     created: list[FunctionWorkers] = []
 
-    def make(handler: str, timeout: int = 5, concurrency: int = 1) -> FunctionWorkers:
+    def make(handler: str, timeout: int = 5, concurrency: int = 1, prewarm: bool = True) -> FunctionWorkers:
         spec = FunctionSpec(
             name="fn",
             arn="arn:aws:lambda:us-east-2:123456789012:function:fn",
@@ -51,7 +51,7 @@ def make_workers(tmp_path: Path):
             **spec.process_environment("us-east-2", "http://127.0.0.1:1", {"AWS_ACCESS_KEY_ID": "x"}),
             "PYTHONPATH": f"{tmp_path}:{REPO_ROOT / 'src'}",
         }
-        workers = FunctionWorkers(spec, environment, tmp_path / "fn.log", concurrency)
+        workers = FunctionWorkers(spec, environment, tmp_path / "fn.log", concurrency, prewarm=prewarm)
         created.append(workers)
         return workers
 
@@ -68,6 +68,15 @@ def test_handler_gets_its_environment_and_a_lambda_context_and_stays_warm(make_w
     assert first.payload["function"] == "fn"
     assert 0 < first.payload["remaining_ms"] <= 5000
     assert (first.payload["calls"], second.payload["calls"]) == (1, 2)  # module state survives
+
+
+def test_a_pool_that_is_not_prewarmed_starts_a_sandbox_only_when_invoked_and_keeps_it_warm(make_workers):
+    workers = make_workers("echo", concurrency=2, prewarm=False)
+    assert workers._all == []  # no idle process for a function nobody has invoked yet
+    first, second = workers.invoke({"n": 1}), workers.invoke({"n": 2})
+    assert first.ok and second.ok
+    assert len(workers._all) == 1  # the second invocation found the first sandbox idle
+    assert (first.payload["calls"], second.payload["calls"]) == (1, 2)
 
 
 def test_timeout_is_enforced_and_reported_like_lambda_then_a_fresh_sandbox_serves(make_workers):
