@@ -373,14 +373,10 @@ class TransactionStore:
                 "ExpressionAttributeValues": {":shard": shard, ":before": before},
                 "Limit": per_shard,
             }
-            found: list[tuple[str, str]] = []
-            while len(found) < per_shard:
-                page = client.query(**kwargs)
-                found.extend((item["transaction_id"], item["timestamp"]) for item in page.get("Items") or [])
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            keys.extend(found[:per_shard])
+            keys.extend(
+                (item["transaction_id"], item["timestamp"])
+                for item in _query_up_to(client, kwargs, per_shard)
+            )
         return keys
 
     @tracer.capture_method(capture_response=False)
@@ -468,7 +464,6 @@ class TransactionStore:
         per_shard: list[list[dict[str, Any]]] = []
         client = clients.dynamodb()
         for shard in range(shards):
-            items: list[dict[str, Any]] = []
             kwargs: dict[str, Any] = {
                 "TableName": self.table_name,
                 "IndexName": index_name,
@@ -478,17 +473,23 @@ class TransactionStore:
                 "ScanIndexForward": False,
                 "Limit": limit,
             }
-            while len(items) < limit:
-                page = client.query(**kwargs)
-                items.extend(page.get("Items") or [])
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            per_shard.append(items[:limit])
+            per_shard.append(_query_up_to(client, kwargs, limit))
         merged: Iterable[dict[str, Any]] = heapq.merge(
             *per_shard, key=lambda item: item["timestamp"], reverse=True
         )
         return list(merged)[:limit]
+
+
+def _query_up_to(client: Any, kwargs: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` items of one Query, following pages (a page stops at 1 MB, not at Limit)."""
+    items: list[dict[str, Any]] = []
+    while len(items) < limit:
+        page = client.query(**kwargs)
+        items.extend(page.get("Items") or [])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+    return items[:limit]
 
 
 @cache

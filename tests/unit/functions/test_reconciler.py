@@ -47,6 +47,10 @@ def _received(pipeline: Any, transaction_id: str) -> tuple[dict[str, Any], datet
     return record, datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
 
 
+def _received_at(pipeline: Any, transaction_id: str) -> datetime:
+    return datetime.fromisoformat(pipeline.record(transaction_id)["timestamp"].replace("Z", "+00:00"))
+
+
 def _queued_ids(pipeline: Any) -> list[tuple[str, str]]:
     messages = pipeline.drain(pipeline.queue_url)
     return [
@@ -159,7 +163,7 @@ def test_a_backlogged_message_is_never_failed_while_the_queue_could_still_delive
     record is not FAILED before every message sent for it has used up the queue's delivery budget,
     so the detector's late verdict still lands."""
     assert pipeline.post(transaction(transaction_id="backlog-1"))["statusCode"] == 202
-    received = datetime.fromisoformat(pipeline.record("backlog-1")["timestamp"].replace("Z", "+00:00"))
+    received = _received_at(pipeline, "backlog-1")
     at = received
     for _ in range(4):
         at += STALE
@@ -180,7 +184,7 @@ def test_a_record_the_detector_has_seen_is_left_to_the_queue_and_failed_with_its
     from tap_pipeline.data import fraud_state
 
     assert pipeline.post(transaction(transaction_id="seen-1"))["statusCode"] == 202
-    received = datetime.fromisoformat(pipeline.record("seen-1")["timestamp"].replace("Z", "+00:00"))
+    received = _received_at(pipeline, "seen-1")
     message = pipeline.drain(pipeline.queue_url)[0]
 
     def failing_read(self: Any, message: Any) -> Any:
